@@ -1,0 +1,58 @@
+#pragma once
+// The only way the sweep talks to other ranks.
+//
+// Contract, for every backend:
+// - Collectives are blocking and must be called by every rank of the world, in the
+//   same order, with tensors of the same dtype and shape (the size of a gather's
+//   output excepted, see below). A rank that failed locally still makes the call and
+//   reports its failure in the data it sends; no rank leaves the sequence alone.
+// - Tensors are contiguous. Which devices a backend accepts is its own contract
+//   (self: any; MPI: CPU; NCCL: CUDA).
+// - One thread per communicator at a time; a communicator is not thread-safe.
+// - The caller owns all tensors; a call never keeps a reference after it returns.
+
+#include <memory>
+#include <string>
+
+namespace at {
+class Tensor;
+}
+
+namespace lrfind::comm {
+
+enum class ReduceOp { kSum, kMin, kMax };
+
+struct AllreduceOptions {
+  ReduceOp op = ReduceOp::kSum;
+};
+
+struct BroadcastOptions {
+  int root = 0;
+};
+
+struct GatherOptions {
+  int root = 0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Backend name for logs and results ("self", "mpi", ...).
+  virtual std::string name() const = 0;
+
+  // In place: afterwards every rank holds the reduction of all ranks' `tensor`.
+  virtual void allreduce(at::Tensor& tensor, const AllreduceOptions& opts = {}) = 0;
+  // In place: afterwards every rank holds root's `tensor`.
+  virtual void broadcast(at::Tensor& tensor, const BroadcastOptions& opts = {}) = 0;
+  // Root receives every rank's `input` (same numel on all ranks) into `output`, rank r
+  // at elements [r*n, (r+1)*n) of its flattened view; `output` must then hold
+  // size()*n elements of input's dtype. Non-root ranks may pass an undefined `output`.
+  virtual void gather(const at::Tensor& input, at::Tensor& output,
+                      const GatherOptions& opts = {}) = 0;
+  virtual void barrier() = 0;
+};
+
+}  // namespace lrfind::comm

@@ -1,0 +1,28 @@
+#include "comm/self_communicator.h"
+
+#include <ATen/ATen.h>
+
+#include "comm/errors.h"
+
+namespace lrfind::comm {
+
+void SelfCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions&) {
+  LRFIND_CHECK(tensor.defined(), "allreduce of an undefined tensor");
+}
+
+void SelfCommunicator::broadcast(at::Tensor& tensor, const BroadcastOptions& opts) {
+  LRFIND_CHECK(tensor.defined(), "broadcast of an undefined tensor");
+  LRFIND_CHECK(opts.root == 0, "broadcast root ", opts.root, " outside a world of 1");
+}
+
+void SelfCommunicator::gather(const at::Tensor& input, at::Tensor& output,
+                              const GatherOptions& opts) {
+  LRFIND_CHECK(opts.root == 0, "gather root ", opts.root, " outside a world of 1");
+  LRFIND_CHECK(output.defined() && output.numel() == input.numel(),
+               "gather output holds ", output.defined() ? output.numel() : 0,
+               " elements, need ", input.numel());
+  LRFIND_CHECK(output.scalar_type() == input.scalar_type(), "gather dtype mismatch");
+  output.view({-1}).copy_(input.reshape({-1}));
+}
+
+}  // namespace lrfind::comm

@@ -1,0 +1,69 @@
+#pragma once
+// What the sweep trains: a model, a stream of batches and a loss. Small interfaces so
+// that a torch::nn::Module, a TorchScript module or anything else can be swept.
+
+#include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+namespace lrfind::finder {
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual at::Tensor forward(const at::Tensor& input) = 0;
+  // The trainable parameters, in a fixed order (the same on every rank).
+  virtual std::vector<at::Tensor> parameters() = 0;
+  // Non-trainable state that forward may change (e.g. batch-norm statistics).
+  virtual std::vector<at::Tensor> buffers() = 0;
+  virtual bool isTraining() const = 0;
+  virtual void setTraining(bool on) = 0;
+};
+
+// A torch::nn::Module plus how to call it: makeModel(my_module_holder) uses its forward.
+class NnModel final : public Model {
+ public:
+  using Forward = std::function<at::Tensor(const at::Tensor&)>;
+  NnModel(std::shared_ptr<torch::nn::Module> module, Forward forward)
+      : module_(std::move(module)), forward_(std::move(forward)) {}
+
+  at::Tensor forward(const at::Tensor& input) override { return forward_(input); }
+  std::vector<at::Tensor> parameters() override { return module_->parameters(); }
+  std::vector<at::Tensor> buffers() override { return module_->buffers(); }
+  bool isTraining() const override { return module_->is_training(); }
+  void setTraining(bool on) override { module_->train(on); }
+
+ private:
+  std::shared_ptr<torch::nn::Module> module_;
+  Forward forward_;
+};
+
+// For a torch::nn::ModuleHolder (e.g. torch::nn::Sequential, or a TORCH_MODULE type).
+template <typename Holder>
+std::unique_ptr<Model> makeModel(Holder holder) {
+  auto forward = [holder](const at::Tensor& x) mutable { return holder->forward(x); };
+  return std::make_unique<NnModel>(holder.ptr(), std::move(forward));
+}
+
+struct Batch {
+  at::Tensor input;
+  at::Tensor target;
+};
+
+// This rank's stream of micro-batches. next() never runs out (it cycles); each call
+// returns the next micro-batch, already on the model's device. May throw; the sweep
+// reports the error to all ranks.
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual Batch next() = 0;
+};
+
+// Mean loss over the batch, a scalar tensor (reduction "mean").
+using LossFn = std::function<at::Tensor(const at::Tensor& output, const at::Tensor& target)>;
+
+}  // namespace lrfind::finder

@@ -1,0 +1,74 @@
+#include "finder/options.h"
+
+#include <cmath>
+
+#include "comm/errors.h"
+
+namespace lrfind::finder {
+
+void validate(const SweepOptions& o) {
+  LRFIND_INPUT_CHECK(std::isfinite(o.min_lr) && o.min_lr > 0,
+                     "--min-lr must be a positive number, got ", o.min_lr);
+  LRFIND_INPUT_CHECK(std::isfinite(o.max_lr) && o.max_lr > o.min_lr,
+                     "--max-lr must be greater than --min-lr (", o.min_lr, "), got ", o.max_lr);
+  LRFIND_INPUT_CHECK(o.num_training >= 2, "--num-training must be at least 2, got ",
+                     o.num_training);
+  LRFIND_INPUT_CHECK(o.beta >= 0 && o.beta < 1, "--beta must be in [0, 1), got ", o.beta);
+  if (o.early_stop_threshold) {
+    LRFIND_INPUT_CHECK(std::isfinite(*o.early_stop_threshold) && *o.early_stop_threshold > 0,
+                       "--early-stop-threshold must be a positive number or \"none\", got ",
+                       *o.early_stop_threshold);
+  }
+  LRFIND_INPUT_CHECK(o.skip_begin >= 0, "--skip-begin must be >= 0, got ", o.skip_begin);
+  LRFIND_INPUT_CHECK(o.skip_end >= 0, "--skip-end must be >= 0, got ", o.skip_end);
+  LRFIND_INPUT_CHECK(o.accumulate >= 1, "--accumulate must be >= 1, got ", o.accumulate);
+}
+
+const char* toString(Mode mode) {
+  return mode == Mode::kExponential ? "exponential" : "linear";
+}
+
+const char* toString(SuggestMethod method) {
+  switch (method) {
+    case SuggestMethod::kSteepest: return "steepest";
+    case SuggestMethod::kValley: return "valley";
+    case SuggestMethod::kMinimum: return "minimum";
+    case SuggestMethod::kSteep: return "steep";
+    case SuggestMethod::kSlide: return "slide";
+  }
+  return "?";
+}
+
+const char* toString(StopReason reason) {
+  switch (reason) {
+    case StopReason::kRunning: return "running";
+    case StopReason::kCompleted: return "completed";
+    case StopReason::kDiverged: return "diverged";
+    case StopReason::kNonFinite: return "nonfinite";
+    case StopReason::kError: return "error";
+  }
+  return "?";
+}
+
+Mode parseMode(const std::string& name) {
+  if (name == "exponential" || name == "exp") return Mode::kExponential;
+  if (name == "linear") return Mode::kLinear;
+  throw InputError("--mode must be exponential or linear, got \"" + name + "\"");
+}
+
+const std::vector<SuggestMethod>& allSuggestMethods() {
+  static const std::vector<SuggestMethod> kAll = {
+      SuggestMethod::kSteepest, SuggestMethod::kValley, SuggestMethod::kMinimum,
+      SuggestMethod::kSteep, SuggestMethod::kSlide};
+  return kAll;
+}
+
+SuggestMethod parseSuggestMethod(const std::string& name) {
+  for (auto m : allSuggestMethods()) {
+    if (name == toString(m)) return m;
+  }
+  throw InputError("--suggest must be one of steepest, valley, minimum, steep, slide; got \"" +
+                   name + "\"");
+}
+
+}  // namespace lrfind::finder

@@ -1,0 +1,48 @@
+#pragma once
+// What a sweep is asked to do. Plain data, no LibTorch: the CLI, the config and the
+// results writer share it.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lrfind::finder {
+
+enum class Mode { kExponential, kLinear };
+
+enum class SuggestMethod { kSteepest, kValley, kMinimum, kSteep, kSlide };
+
+enum class StopReason { kRunning, kCompleted, kDiverged, kNonFinite, kError };
+
+struct SweepOptions {
+  double min_lr = 1e-8;
+  double max_lr = 1.0;
+  int64_t num_training = 100;
+  Mode mode = Mode::kExponential;
+  // Stop when smoothed loss > threshold * best; nullopt disables the check.
+  std::optional<double> early_stop_threshold = 4.0;
+  double beta = 0.98;
+  SuggestMethod suggest = SuggestMethod::kSteepest;
+  int64_t skip_begin = 10;
+  int64_t skip_end = 1;
+  // Micro-batches per optimizer step.
+  int64_t accumulate = 1;
+  // Restore model and optimizer state when the sweep ends (always, in the library).
+  bool restore_state = true;
+};
+
+// Throws lrfind::InputError naming the option when a value is unusable.
+void validate(const SweepOptions& options);
+
+const char* toString(Mode mode);
+const char* toString(SuggestMethod method);
+const char* toString(StopReason reason);
+// Parse the names above; throw lrfind::InputError listing the valid names.
+Mode parseMode(const std::string& name);
+SuggestMethod parseSuggestMethod(const std::string& name);
+
+// Every method, in the order they are reported.
+const std::vector<SuggestMethod>& allSuggestMethods();
+
+}  // namespace lrfind::finder

@@ -1,0 +1,207 @@
+#include "finder/sweep.h"
+
+#include <chrono>
+#include <cstring>
+#include <optional>
+
+#include <ATen/ATen.h>
+#include <torch/optim/optimizer.h>
+
+#include "comm/errors.h"
+#include "comm/grad_sync.h"
+#include "comm/self_communicator.h"
+#include "finder/schedule.h"
+#include "finder/smoothing.h"
+#include "finder/state_guard.h"
+
+namespace lrfind::finder {
+namespace {
+
+// What each rank sends rank 0 after its forward/backward.
+enum LocalSlot { kLossSum = 0, kSamples, kFailed, kLocalSlots };
+// What rank 0 broadcasts back.
+enum DecisionSlot { kStop = 0, kNextLr, kReason, kFailingRank, kDecisionSlots };
+constexpr int64_t kMaxErrorBytes = 1024;
+
+using Clock = std::chrono::steady_clock;
+
+double secondsSince(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Runs forward/backward for one optimizer step; returns the summed loss and samples.
+std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const LossFn& loss_fn,
+                                          int64_t accumulate) {
+  at::Tensor loss_sum;
+  double samples = 0;
+  for (int64_t m = 0; m < accumulate; ++m) {
+    Batch batch = data.next();
+    LRFIND_CHECK(batch.input.defined() && batch.input.dim() >= 1 && batch.input.size(0) > 0,
+                 "the data source returned an empty batch");
+    at::Tensor loss = loss_fn(model.forward(batch.input), batch.target);
+    LRFIND_CHECK(loss.numel() == 1, "the loss must be a scalar, got shape ", loss.sizes());
+    (accumulate > 1 ? loss / static_cast<double>(accumulate) : loss).backward();
+    const auto n = batch.input.size(0);
+    at::Tensor contribution = loss.detach().to(at::kDouble) * static_cast<double>(n);
+    loss_sum = loss_sum.defined() ? loss_sum + contribution : contribution;
+    samples += static_cast<double>(n);
+  }
+  return {loss_sum.item<double>(), samples};
+}
+
+// Broadcasts `message` from `root` (truncated to kMaxErrorBytes) and returns it.
+std::string shareMessage(comm::Communicator& comm, int root, const std::string& message) {
+  at::Tensor buffer = at::zeros({kMaxErrorBytes}, at::kByte);
+  if (comm.rank() == root) {
+    std::memcpy(buffer.data_ptr(), message.data(),
+                std::min<std::size_t>(message.size(), kMaxErrorBytes - 1));
+  }
+  comm.broadcast(buffer, comm::BroadcastOptions{root});
+  return std::string(static_cast<const char*>(buffer.data_ptr()));
+}
+
+}  // namespace
+
+const Suggestion& SweepResult::suggestion() const {
+  for (const auto& s : suggestions) {
+    if (s.method == method) return s;
+  }
+  throw Error(concat("no suggestion computed for method ", toString(method)));
+}
+
+SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSource& data,
+                     const LossFn& loss_fn, const SweepOptions& options,
+                     const SweepContext& context) {
+  validate(options);
+  comm::SelfCommunicator self;
+  comm::Communicator& comm = context.comm != nullptr ? *context.comm : self;
+  const int rank = comm.rank();
+  const int world = comm.size();
+  const bool is_root = rank == 0;
+  SweepObserver* observer = is_root ? context.observer : nullptr;
+
+  std::optional<StateGuard> guard;
+  if (options.restore_state) guard.emplace(model, optimizer);
+  model.setTraining(true);
+
+  std::vector<at::Tensor> params = model.parameters();
+  if (world > 1) {
+    at::NoGradGuard no_grad;
+    for (auto& p : params) comm.broadcast(p);
+  }
+  comm::GradientAverager averager(comm, params, context.bucket_bytes);
+
+  SweepResult result;
+  result.method = options.suggest;
+  result.world_size = world;
+  EmaSmoother smoother(options.beta);
+  StopRule stop_rule(options.early_stop_threshold, options.num_training);
+
+  at::Tensor local = at::zeros({kLocalSlots}, at::kDouble);
+  at::Tensor gathered = is_root ? at::zeros({world * kLocalSlots}, at::kDouble) : at::Tensor();
+  at::Tensor decision = at::zeros({kDecisionSlots}, at::kDouble);
+  // An observer failure on rank 0 is reported as rank 0's failure at the next step.
+  std::string observer_error;
+  auto notify = [&](auto&& call) {
+    if (observer == nullptr || !observer_error.empty()) return;
+    try {
+      call();
+    } catch (const std::exception& e) {
+      observer_error = e.what();
+    }
+  };
+  notify([&] { observer->onStart(options, world); });
+
+  double lr = options.min_lr;
+  for (int64_t k = 0; k < options.num_training; ++k) {
+    const auto t0 = Clock::now();
+    const double step_lr = lr;
+    for (auto& group : optimizer.param_groups()) group.options().set_lr(step_lr);
+    optimizer.zero_grad();
+
+    std::string local_error = is_root ? observer_error : std::string();
+    double loss_sum = 0.0, samples = 0.0;
+    if (local_error.empty()) {
+      try {
+        if (context.before_step) context.before_step(k);
+        std::tie(loss_sum, samples) = forwardBackward(model, data, loss_fn, options.accumulate);
+      } catch (const std::exception& e) {
+        local_error = e.what();
+      }
+    }
+    auto* lp = local.data_ptr<double>();
+    lp[kLossSum] = loss_sum;
+    lp[kSamples] = samples;
+    lp[kFailed] = local_error.empty() ? 0.0 : 1.0;
+    comm.gather(local, gathered);
+
+    StepRecord record;
+    if (is_root) {
+      const auto* g = gathered.data_ptr<double>();
+      double total = 0.0, total_samples = 0.0;
+      int failing = -1;
+      for (int r = 0; r < world; ++r) {
+        const double* slot = g + static_cast<std::ptrdiff_t>(r) * kLocalSlots;
+        if (slot[kFailed] != 0.0 && failing < 0) failing = r;
+        total += slot[kLossSum];
+        total_samples += slot[kSamples];
+        record.loss_per_rank.push_back(slot[kSamples] > 0 ? slot[kLossSum] / slot[kSamples]
+                                                          : std::nan(""));
+      }
+      StopReason reason = StopReason::kError;
+      if (failing < 0) {
+        record.loss_raw = total / total_samples;
+        record.loss = smoother.update(record.loss_raw);
+        reason = stop_rule.observe(k, record.loss_raw, record.loss);
+      }
+      auto* d = decision.data_ptr<double>();
+      d[kStop] = reason == StopReason::kRunning ? 0.0 : 1.0;
+      d[kNextLr] = k + 1 < options.num_training ? scheduledLr(k + 1, options) : step_lr;
+      d[kReason] = static_cast<double>(reason);
+      d[kFailingRank] = failing;
+    }
+    comm.broadcast(decision);
+    const auto* d = decision.data_ptr<double>();
+    const auto reason = static_cast<StopReason>(static_cast<int>(d[kReason]));
+
+    if (reason == StopReason::kError) {
+      const int failing = static_cast<int>(d[kFailingRank]);
+      result.stop_reason = StopReason::kError;
+      result.error = concat("rank ", failing, ", step ", k, ": ",
+                            shareMessage(comm, failing, local_error));
+      break;
+    }
+    if (d[kStop] == 0.0) {
+      averager.average();
+      optimizer.step();
+      lr = d[kNextLr];
+    }
+    result.lr.push_back(step_lr);
+    if (is_root) {
+      record.step = k;
+      record.lr = step_lr;
+      record.seconds = secondsSince(t0);
+      result.loss_raw.push_back(record.loss_raw);
+      result.loss.push_back(record.loss);
+      result.loss_per_rank.push_back(record.loss_per_rank);
+      result.step_seconds.push_back(record.seconds);
+      notify([&] { observer->onStep(record); });
+    }
+    if (d[kStop] != 0.0) {
+      result.stop_reason = reason;
+      break;
+    }
+  }
+
+  if (is_root) {
+    result.suggestions =
+        suggestAll({result.lr, result.loss, options.mode, options.skip_begin, options.skip_end});
+    notify([&] { observer->onEnd(result); });
+  }
+  if (guard) guard->restore();
+  if (result.stop_reason == StopReason::kError) throw CommError(result.error);
+  if (!observer_error.empty()) throw Error(observer_error);
+  return result;
+}
+
+}  // namespace lrfind::finder

@@ -1,0 +1,90 @@
+#pragma once
+// The LR range test loop, data-parallel over a Communicator.
+//
+// Per step k (every rank, in lockstep):
+//   1. set lr_k on every param group (rank 0's decision; lr_0 = min_lr);
+//   2. forward/backward on `accumulate` micro-batches of this rank's BatchSource
+//      (loss / accumulate, so gradients are those of the mean);
+//   3. gather {loss sum, samples, status} to rank 0 — a rank that failed still sends,
+//      with its status set;
+//   4. rank 0 computes the global mean loss, smooths it, applies the stop rule and
+//      broadcasts {continue|stop, next lr, reason, failing rank};
+//   5. on continue: average gradients (bucketed) and take the optimizer step.
+// Deciding before the update means no update is ever applied from a step that some
+// rank failed, and every rank leaves the loop after the same broadcast.
+//
+// Before step 0 the parameters are broadcast from rank 0. When the loop ends — by
+// completion, a stop, or an exception — the model and optimizer are restored bit for
+// bit (StateGuard) unless options.restore_state is false.
+//
+// Errors: a local exception on any rank ends the sweep on all ranks with a CommError
+// "rank R, step K: <message>" after the observer's onEnd saw stop_reason = error.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "finder/model.h"
+#include "finder/options.h"
+#include "finder/suggest.h"
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace lrfind::finder {
+
+struct StepRecord {
+  int64_t step = 0;
+  double lr = 0.0;
+  double loss_raw = 0.0;
+  double loss = 0.0;  // smoothed
+  std::vector<double> loss_per_rank;
+  double seconds = 0.0;
+};
+
+struct SweepResult {
+  std::vector<double> lr;
+  std::vector<double> loss;  // smoothed
+  std::vector<double> loss_raw;
+  std::vector<std::vector<double>> loss_per_rank;  // [step][rank], rank 0 only
+  std::vector<double> step_seconds;
+  StopReason stop_reason = StopReason::kRunning;
+  std::string error;  // set with kError
+  std::vector<Suggestion> suggestions;  // every method, allSuggestMethods() order
+  SuggestMethod method = SuggestMethod::kSteepest;
+  int world_size = 1;
+
+  int64_t stepsCompleted() const { return static_cast<int64_t>(lr.size()); }
+  // The suggestion of `method`.
+  const Suggestion& suggestion() const;
+};
+
+// Sees the sweep as it goes; called on rank 0 only, from the sweep's thread.
+class SweepObserver {
+ public:
+  virtual ~SweepObserver() = default;
+  virtual void onStart(const SweepOptions& /*options*/, int /*world_size*/) {}
+  virtual void onStep(const StepRecord& /*record*/) {}
+  virtual void onEnd(const SweepResult& /*result*/) {}
+};
+
+// Testing hook: called on every rank before step k's forward pass.
+using StepHook = std::function<void(int64_t step)>;
+
+struct SweepContext {
+  comm::Communicator* comm = nullptr;   // nullptr: a world of one
+  SweepObserver* observer = nullptr;
+  StepHook before_step;
+  std::size_t bucket_bytes = 25u << 20;
+};
+
+// Runs the range test. The returned result is complete on rank 0; other ranks get the
+// lr/stop fields only.
+SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSource& data,
+                     const LossFn& loss_fn, const SweepOptions& options,
+                     const SweepContext& context = {});
+
+}  // namespace lrfind::finder

@@ -1,0 +1,46 @@
+#pragma once
+// One run of lrfind_dist, from a parsed configuration to the files it writes. The CLI
+// (launch/lrfind_dist.cpp) only parses flags into a RunConfig and calls run().
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "finder/options.h"
+#include "runtime/factories.h"
+
+namespace lrfind::runtime {
+
+struct RunConfig {
+  std::string model = "mlp";
+  std::string data = "synthetic";
+  std::string x_key = "x";
+  std::string y_key = "y";
+  std::string loss = "cross_entropy";
+  OptimizerConfig optimizer;
+  finder::SweepOptions sweep;
+  int64_t batch_size = 32;
+  uint64_t seed = 0;
+  bool shuffle = true;
+  int threads = 0;  // 0: all cores
+  std::string device = "auto";
+  std::string out = "lrfind.h5";
+  std::string json;  // empty: no JSON
+  std::string plot = "lrfind.svg";  // empty: no plot
+  bool print_lr = false;
+  bool force = false;
+  bool verbose = false;
+  // Progress bar when true, log lines when false; unset: bar if stderr is a terminal.
+  std::optional<bool> interactive;
+};
+
+enum ExitCode : int { kExitOk = 0, kExitFailure = 1, kExitUsage = 2 };
+
+// Runs the sweep and writes the results. Errors are printed as one line on stderr;
+// the return value is the process exit code (2 for bad input, 1 for other failures).
+int run(const RunConfig& config);
+
+// Build information for --version: lrfind, LibTorch, CUDA, HDF5, compiler.
+std::string versionText();
+
+}  // namespace lrfind::runtime

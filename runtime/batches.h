@@ -1,0 +1,51 @@
+#pragma once
+// The batch stream of one rank. One global stream of sample positions 0, 1, 2, …
+// maps position p to sample perm_e[p mod n] with epoch e = p / n (perm_e: a seeded
+// permutation per epoch, or the file order with shuffle off), so the data cycles when
+// it runs out. Global batch s holds positions [s·W·B, (s+1)·W·B); rank r takes
+// positions s·W·B + r + j·W for j < B (a stride split). W ranks with batch B thus see
+// exactly the samples one process with batch W·B sees.
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "finder/model.h"
+#include "runtime/dataset.h"
+
+namespace lrfind::runtime {
+
+struct BatchPlan {
+  int64_t batch_size = 32;  // per rank
+  int rank = 0;
+  int world = 1;
+  bool shuffle = true;
+  uint64_t seed = 0;
+};
+
+class ShardedBatches final : public finder::BatchSource {
+ public:
+  // Throws InputError when the data holds fewer samples than one global batch.
+  ShardedBatches(const Dataset& data, const BatchPlan& plan, c10::Device device);
+
+  finder::Batch next() override;
+
+  // The sample indices of this rank's next batch, without advancing (for tests).
+  std::vector<int64_t> peekIndices();
+
+ private:
+  int64_t sampleAt(int64_t position);
+
+  const Dataset& data_;
+  BatchPlan plan_;
+  c10::Device device_;
+  int64_t global_step_ = 0;
+  std::map<int64_t, std::vector<int64_t>> perms_;  // epoch -> permutation (at most two live)
+};
+
+// Epoch `epoch`'s permutation of 0 … n-1 for `seed` (Fisher–Yates over mt19937_64).
+std::vector<int64_t> epochPermutation(int64_t n, uint64_t seed, int64_t epoch);
+
+}  // namespace lrfind::runtime

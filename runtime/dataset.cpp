@@ -1,0 +1,184 @@
+#include "runtime/dataset.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <ATen/ATen.h>
+
+#include "comm/errors.h"
+#include "runtime/hdf5_handle.h"
+
+namespace lrfind::runtime {
+
+int64_t Dataset::numClasses() const {
+  LRFIND_CHECK(has_labels, "numClasses() of a dataset without labels");
+  return y.max().item<int64_t>() + 1;
+}
+
+Dataset makeSynthetic(uint64_t seed, const SyntheticSpec& spec) {
+  LRFIND_CHECK(spec.samples > 0 && spec.features > 0 && spec.classes > 1, "bad synthetic spec");
+  // std::normal_distribution differs between standard libraries; Box-Muller over the
+  // fully specified mt19937_64 gives the same data on every platform.
+  std::mt19937_64 rng(seed ^ 0x6c7266696e64ULL);
+  auto uniform = [&] { return (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53; };
+  auto normal = [&] {
+    return std::sqrt(-2.0 * std::log(uniform())) * std::cos(2.0 * M_PI * uniform());
+  };
+  std::vector<float> centers(spec.classes * spec.features);
+  for (auto& c : centers) c = static_cast<float>(1.5 * normal());
+  Dataset d;
+  d.source = "synthetic";
+  d.x = at::empty({spec.samples, spec.features}, at::kFloat);
+  d.y = at::empty({spec.samples}, at::kLong);
+  auto* x = d.x.data_ptr<float>();
+  auto* y = d.y.data_ptr<int64_t>();
+  for (int64_t i = 0; i < spec.samples; ++i) {
+    const int64_t label = static_cast<int64_t>(rng() % static_cast<uint64_t>(spec.classes));
+    y[i] = label;
+    for (int64_t f = 0; f < spec.features; ++f) {
+      x[i * spec.features + f] = centers[label * spec.features + f] + static_cast<float>(normal());
+    }
+  }
+  return d;
+}
+
+namespace {
+
+std::string shapeString(const std::vector<hsize_t>& dims) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+std::vector<std::string> rootNames(hid_t file) {
+  std::vector<std::string> names;
+  H5Literate(
+      file, H5_INDEX_NAME, H5_ITER_NATIVE, nullptr,
+      [](hid_t, const char* name, const H5L_info_t*, void* out) -> herr_t {
+        static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+        return 0;
+      },
+      &names);
+  H5Eclear2(H5E_DEFAULT);
+  return names;
+}
+
+struct RawDataset {
+  h5::Id id;
+  H5T_class_t type_class = H5T_NO_CLASS;
+  std::size_t type_size = 0;
+  std::vector<hsize_t> dims;
+};
+
+RawDataset openDataset(hid_t file, const std::string& path, const std::string& key,
+                       const char* flag) {
+  const std::string where = concat("--data ", path, ": dataset '", key, "'");
+  if (H5Lexists(file, key.c_str(), H5P_DEFAULT) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    std::string have;
+    for (const auto& n : rootNames(file)) have += (have.empty() ? "" : ", ") + n;
+    throw InputError(concat(where, " not found (the file has: ", have.empty() ? "nothing" : have,
+                            "); name the right one with ", flag));
+  }
+  RawDataset raw;
+  raw.id = h5::dataset(H5Dopen2(file, key.c_str(), H5P_DEFAULT), where);
+  auto type = h5::datatype(H5Dget_type(raw.id.get()), where);
+  raw.type_class = H5Tget_class(type.get());
+  raw.type_size = H5Tget_size(type.get());
+  auto space = h5::dataspace(H5Dget_space(raw.id.get()), where);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  LRFIND_INPUT_CHECK(rank >= 1, where, " is a scalar or has no simple shape; it must be an array");
+  raw.dims.resize(rank);
+  H5Sget_simple_extent_dims(space.get(), raw.dims.data(), nullptr);
+  return raw;
+}
+
+at::Tensor readAll(const RawDataset& raw, hid_t mem_type, at::ScalarType dtype,
+                   const std::string& where) {
+  std::vector<int64_t> sizes(raw.dims.begin(), raw.dims.end());
+  at::Tensor t = at::empty(sizes, dtype);
+  if (t.numel() > 0) {
+    h5::check(H5Dread(raw.id.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()),
+              concat(where, ": read failed (file truncated or corrupt?)"));
+  }
+  return t;
+}
+
+void checkFinite(const at::Tensor& t, const std::string& where) {
+  if (t.numel() == 0 || at::isfinite(t).all().item<bool>()) return;
+  const auto bad = at::nonzero(at::logical_not(at::isfinite(t)).reshape({t.size(0), -1}).any(1));
+  throw InputError(concat(where, " holds NaN or Inf (first at sample ", bad[0][0].item<int64_t>(),
+                          "); clean the data before the sweep"));
+}
+
+}  // namespace
+
+Dataset loadHdf5(const std::string& path, const std::string& x_key, const std::string& y_key) {
+  h5::silenceErrors();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  LRFIND_INPUT_CHECK(fs::exists(path, ec), "--data ", path, ": no such file");
+  LRFIND_INPUT_CHECK(!fs::is_directory(path, ec), "--data ", path, ": is a directory, not an HDF5 file");
+  LRFIND_INPUT_CHECK(std::ifstream(path).good(), "--data ", path, ": cannot be read (check permissions)");
+  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+  if (is_hdf5 <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    throw InputError(concat("--data ", path, ": not an HDF5 file (or truncated); write one with h5py"));
+  }
+  const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (fid < 0) {
+    throw InputError(concat("--data ", path, ": cannot open as HDF5 (", h5::errorStack(), ")"));
+  }
+  h5::Id file(fid, H5Fclose);
+
+  const RawDataset x = openDataset(file.get(), path, x_key, "--x-key");
+  const RawDataset y = openDataset(file.get(), path, y_key, "--y-key");
+  const std::string xw = concat("--data ", path, ": dataset '", x_key, "'");
+  const std::string yw = concat("--data ", path, ": dataset '", y_key, "'");
+
+  LRFIND_INPUT_CHECK(x.type_class == H5T_FLOAT && (x.type_size == 4 || x.type_size == 8), xw,
+                     " must be float32 or float64, got ",
+                     x.type_class == H5T_INTEGER ? "an integer type" : "a non-float type",
+                     " of ", x.type_size, " bytes; convert it with numpy astype('float32')");
+  LRFIND_INPUT_CHECK(x.dims.size() >= 2, xw, " must have shape [samples, features...], got ",
+                     shapeString(x.dims));
+  LRFIND_INPUT_CHECK(x.dims[0] > 0, xw, " has no samples");
+  const bool labels = y.type_class == H5T_INTEGER;
+  LRFIND_INPUT_CHECK(
+      (labels && (y.type_size == 4 || y.type_size == 8)) ||
+          (y.type_class == H5T_FLOAT && (y.type_size == 4 || y.type_size == 8)),
+      yw, " must be int32/int64 class labels or float32/float64 targets, got ", y.type_size,
+      "-byte ", y.type_class == H5T_INTEGER ? "integers" : "values of another class");
+  LRFIND_INPUT_CHECK(!labels || y.dims.size() == 1, yw, " holds class labels, so it must have shape [samples], got ",
+                     shapeString(y.dims));
+  LRFIND_INPUT_CHECK(y.dims[0] == x.dims[0], yw, " has ", y.dims[0], " samples but '", x_key,
+                     "' has ", x.dims[0], "; they must agree");
+
+  Dataset d;
+  d.source = path;
+  d.has_labels = labels;
+  d.x = readAll(x, H5T_NATIVE_FLOAT, at::kFloat, xw);
+  checkFinite(d.x, xw);
+  if (labels) {
+    d.y = readAll(y, H5T_NATIVE_INT64, at::kLong, yw);
+    const int64_t min_label = d.y.min().item<int64_t>();
+    LRFIND_INPUT_CHECK(min_label >= 0, yw, " holds a negative label (", min_label,
+                       "); labels must be 0 … classes-1");
+  } else {
+    d.y = readAll(y, H5T_NATIVE_FLOAT, at::kFloat, yw);
+    checkFinite(d.y, yw);
+  }
+  return d;
+}
+
+void checkLabelsFit(const Dataset& data, int64_t num_outputs, const std::string& model_name) {
+  if (!data.has_labels) return;
+  const int64_t max_label = data.y.max().item<int64_t>();
+  LRFIND_INPUT_CHECK(max_label < num_outputs, "--data ", data.source, ": label ", max_label,
+                     " is out of range for --model ", model_name, ", which has ", num_outputs,
+                     " outputs; labels must be 0 … ", num_outputs - 1);
+}
+
+}  // namespace lrfind::runtime

@@ -1,0 +1,44 @@
+#pragma once
+// Training data held in host memory: an HDF5 file or the built-in synthetic set.
+//
+// HDF5: inputs `x` float32/float64 of rank >= 2 ([samples, features...]); targets `y`
+// either int32/int64 class labels of shape [samples] or float32/float64 targets of
+// shape [samples, ...]. Inputs are converted to float32, labels to int64.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace lrfind::runtime {
+
+struct Dataset {
+  at::Tensor x;         // float32 [n, ...]
+  at::Tensor y;         // int64 [n] when has_labels, else float32 [n, ...]
+  bool has_labels = true;
+  std::string source;   // "synthetic" or the file path
+
+  int64_t size() const { return x.size(0); }
+  // Largest label + 1 (has_labels only).
+  int64_t numClasses() const;
+};
+
+struct SyntheticSpec {
+  int64_t samples = 4096;
+  int64_t features = 32;
+  int64_t classes = 10;
+};
+
+// Gaussian blobs, one per class, seeded: the same seed gives the same bits everywhere.
+Dataset makeSynthetic(uint64_t seed, const SyntheticSpec& spec = {});
+
+// Reads and validates `x_key`/`y_key` from `path`. Throws InputError with one line
+// naming the file, the dataset and what to do.
+Dataset loadHdf5(const std::string& path, const std::string& x_key = "x",
+                 const std::string& y_key = "y");
+
+// Throws InputError when a label is >= num_outputs (the model's output width).
+void checkLabelsFit(const Dataset& data, int64_t num_outputs, const std::string& model_name);
+
+}  // namespace lrfind::runtime

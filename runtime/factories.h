@@ -1,0 +1,44 @@
+#pragma once
+// Optimizers and losses by name, for the CLI.
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "finder/model.h"
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace lrfind::runtime {
+
+struct OptimizerConfig {
+  std::string name = "sgd";  // sgd, adam, adamw, rmsprop, adagrad
+  double lr = 1e-8;
+  double momentum = 0.0;     // sgd, rmsprop
+  bool nesterov = false;     // sgd
+  std::optional<double> weight_decay;  // unset: the optimizer's own default
+  std::array<double, 2> betas{0.9, 0.999};  // adam, adamw
+  std::optional<double> eps;            // unset: the optimizer's own default
+};
+
+const std::vector<std::string>& optimizerNames();
+const std::vector<std::string>& lossNames();
+
+// Throws InputError for unknown names and invalid combinations, naming the flag.
+std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const std::vector<at::Tensor>& params,
+                                                       const OptimizerConfig& config);
+
+// Whether the loss takes integer class labels (cross_entropy, nll) or float targets.
+bool lossTakesLabels(const std::string& name);
+
+// Output and target are matched before the loss: for float targets an output with the
+// same number of elements is reshaped to the target's shape ([N,1] vs [N]).
+finder::LossFn makeLoss(const std::string& name);
+
+}  // namespace lrfind::runtime

@@ -1,0 +1,255 @@
+#include "runtime/results.h"
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include <unistd.h>
+
+#include "comm/errors.h"
+#include "lrfind/config.h"
+
+namespace lrfind::runtime {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr hsize_t kChunkRows = 256;
+const char* const kSeries[] = {"lr", "loss", "loss_raw", "step_seconds"};
+
+void deleteAttr(hid_t obj, const char* name) {
+  if (H5Aexists(obj, name) > 0) h5::check(H5Adelete(obj, name), concat("delete attribute ", name));
+}
+
+// Scalar numeric attribute; rewritten in place when it exists (steps_completed is
+// updated every step, and delete+create would churn the object header).
+void writeScalar(hid_t obj, const char* name, hid_t file_type, hid_t mem_type, const void* value) {
+  h5::Id attr;
+  if (H5Aexists(obj, name) > 0) {
+    attr = h5::attribute(H5Aopen(obj, name, H5P_DEFAULT), name);
+  } else {
+    auto space = h5::dataspace(H5Screate(H5S_SCALAR), name);
+    attr = h5::attribute(H5Acreate2(obj, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), name);
+  }
+  h5::check(H5Awrite(attr.get(), mem_type, value), concat("write attribute ", name));
+}
+
+void writeAttr(hid_t obj, const char* name, double value) {
+  writeScalar(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
+}
+
+void writeAttr(hid_t obj, const char* name, int64_t value) {
+  writeScalar(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
+}
+
+h5::Id stringType() {
+  auto type = h5::datatype(H5Tcopy(H5T_C_S1), "string type");
+  h5::check(H5Tset_size(type.get(), H5T_VARIABLE), "string type");
+  h5::check(H5Tset_cset(type.get(), H5T_CSET_UTF8), "string type");
+  return type;
+}
+
+void writeAttr(hid_t obj, const char* name, const std::string& value) {
+  deleteAttr(obj, name);
+  auto type = stringType();
+  auto space = h5::dataspace(H5Screate(H5S_SCALAR), name);
+  auto attr = h5::attribute(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), name);
+  const char* data = value.c_str();
+  h5::check(H5Awrite(attr.get(), type.get(), &data), concat("write attribute ", name));
+}
+
+void createSeries(hid_t file, const char* name, hsize_t width) {
+  const int rank = width == 0 ? 1 : 2;
+  hsize_t dims[2] = {0, width};
+  hsize_t max_dims[2] = {H5S_UNLIMITED, width};
+  hsize_t chunk[2] = {kChunkRows, std::max<hsize_t>(width, 1)};
+  auto space = h5::dataspace(H5Screate_simple(rank, dims, max_dims), name);
+  auto props = h5::plist(H5Pcreate(H5P_DATASET_CREATE), name);
+  h5::check(H5Pset_chunk(props.get(), rank, chunk), concat("chunk ", name));
+  h5::dataset(H5Dcreate2(file, name, H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, props.get(), H5P_DEFAULT),
+              concat("create dataset ", name));
+}
+
+}  // namespace
+
+std::string partialPath(const std::string& path) { return path + ".partial"; }
+
+void checkOutputPath(const std::string& path, bool force, const std::string& flag) {
+  LRFIND_INPUT_CHECK(!path.empty(), flag, " must not be empty");
+  std::error_code ec;
+  const fs::path p(path);
+  LRFIND_INPUT_CHECK(!fs::is_directory(p, ec), flag, " ", path, ": is a directory; give a file name");
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  LRFIND_INPUT_CHECK(fs::is_directory(dir, ec), flag, " ", path, ": directory ", dir.string(),
+                     " does not exist; create it first");
+  LRFIND_INPUT_CHECK(::access(dir.c_str(), W_OK) == 0, flag, " ", path, ": directory ",
+                     dir.string(), " is not writable");
+  LRFIND_INPUT_CHECK(force || !fs::exists(p, ec), flag, " ", path,
+                     ": exists; pass --force to overwrite it or choose another name");
+}
+
+ResultsWriter::ResultsWriter(std::string path, const RunInfo& info,
+                             const finder::SweepOptions& options)
+    : path_(std::move(path)), current_(partialPath(path_)), info_(info), options_(options) {
+  h5::silenceErrors();
+  file_ = h5::file(H5Fcreate(current_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+                   concat("--out ", path_, ": cannot create ", current_));
+}
+
+ResultsWriter::~ResultsWriter() = default;
+
+void ResultsWriter::onStart(const finder::SweepOptions& options, int world_size) {
+  options_ = options;
+  world_ = world_size;
+  const hid_t f = file_.get();
+  for (const char* name : kSeries) createSeries(f, name, 0);
+  createSeries(f, "loss_per_rank", static_cast<hsize_t>(world_));
+  h5::group(H5Gcreate2(f, "suggestions", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create group suggestions");
+
+  writeAttr(f, "lrfind_version", std::string(LRFIND_VERSION));
+  writeAttr(f, "min_lr", options.min_lr);
+  writeAttr(f, "max_lr", options.max_lr);
+  writeAttr(f, "num_training", options.num_training);
+  writeAttr(f, "mode", std::string(finder::toString(options.mode)));
+  writeAttr(f, "early_stop_threshold",
+            options.early_stop_threshold.value_or(std::numeric_limits<double>::quiet_NaN()));
+  writeAttr(f, "beta", options.beta);
+  writeAttr(f, "skip_begin", options.skip_begin);
+  writeAttr(f, "skip_end", options.skip_end);
+  writeAttr(f, "accumulate", options.accumulate);
+  writeAttr(f, "suggest_method", std::string(finder::toString(options.suggest)));
+  writeAttr(f, "world_size", static_cast<int64_t>(world_));
+  writeAttr(f, "batch_size", info_.batch_size);
+  writeAttr(f, "global_batch_size", info_.global_batch_size);
+  writeAttr(f, "optimizer", info_.optimizer);
+  writeAttr(f, "loss_fn", info_.loss_fn);
+  writeAttr(f, "model", info_.model);
+  writeAttr(f, "data", info_.data);
+  writeAttr(f, "device", info_.device);
+  writeAttr(f, "seed", info_.seed);
+  writeAttr(f, "steps_completed", int64_t{0});
+  writeAttr(f, "stop_reason", std::string(finder::toString(finder::StopReason::kRunning)));
+  writeAttr(f, "complete", int64_t{0});
+  writeAttr(f, "suggested_lr", std::numeric_limits<double>::quiet_NaN());
+  h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), concat("flush ", current_));
+}
+
+void ResultsWriter::append(const char* name, const double* row, hsize_t width) {
+  auto ds = h5::dataset(H5Dopen2(file_.get(), name, H5P_DEFAULT), concat("open dataset ", name));
+  const int rank = width == 0 ? 1 : 2;
+  hsize_t new_dims[2] = {rows_ + 1, width};
+  h5::check(H5Dset_extent(ds.get(), new_dims), concat("extend dataset ", name));
+  auto file_space = h5::dataspace(H5Dget_space(ds.get()), name);
+  hsize_t start[2] = {rows_, 0};
+  hsize_t count[2] = {1, std::max<hsize_t>(width, 1)};
+  h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), name);
+  auto mem_space = h5::dataspace(H5Screate_simple(rank, count, nullptr), name);
+  h5::check(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, mem_space.get(), file_space.get(), H5P_DEFAULT, row),
+            concat("write dataset ", name, " in ", current_));
+}
+
+void ResultsWriter::onStep(const finder::StepRecord& r) {
+  const double values[] = {r.lr, r.loss, r.loss_raw, r.seconds};
+  for (std::size_t i = 0; i < std::size(kSeries); ++i) append(kSeries[i], &values[i], 0);
+  append("loss_per_rank", r.loss_per_rank.data(), static_cast<hsize_t>(world_));
+  ++rows_;
+  writeAttr(file_.get(), "steps_completed", static_cast<int64_t>(rows_));
+  h5::check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), concat("flush ", current_));
+}
+
+void ResultsWriter::onEnd(const finder::SweepResult& result) {
+  const hid_t f = file_.get();
+  {
+    auto g = h5::group(H5Gopen2(f, "suggestions", H5P_DEFAULT), "open group suggestions");
+    for (const auto& s : result.suggestions) {
+      const std::string m = finder::toString(s.method);
+      writeAttr(g.get(), (m + "_lr").c_str(), s.found ? s.lr : std::numeric_limits<double>::quiet_NaN());
+      writeAttr(g.get(), (m + "_index").c_str(), s.found ? s.index : int64_t{-1});
+    }
+  }
+  const bool ended = result.stop_reason != finder::StopReason::kError &&
+                     result.stop_reason != finder::StopReason::kRunning;
+  const auto& chosen = result.suggestion();
+  writeAttr(f, "suggested_lr", chosen.found ? chosen.lr : std::numeric_limits<double>::quiet_NaN());
+  writeAttr(f, "steps_completed", result.stepsCompleted());
+  writeAttr(f, "stop_reason", std::string(finder::toString(result.stop_reason)));
+  if (!result.error.empty()) writeAttr(f, "error", result.error);
+  writeAttr(f, "complete", int64_t{ended ? 1 : 0});
+  h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), concat("flush ", current_));
+  file_.reset();
+  if (ended) {
+    std::error_code ec;
+    fs::rename(current_, path_, ec);
+    if (ec) throw IoError(concat("--out ", path_, ": cannot move ", current_, " into place: ", ec.message()));
+    current_ = path_;
+  }
+}
+
+namespace {
+
+std::vector<double> readSeries(hid_t file, const char* name, hsize_t* width) {
+  auto ds = h5::dataset(H5Dopen2(file, name, H5P_DEFAULT), concat("open dataset ", name));
+  auto space = h5::dataspace(H5Dget_space(ds.get()), name);
+  hsize_t dims[2] = {0, 1};
+  const int rank = H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  if (width != nullptr) *width = rank == 2 ? dims[1] : 1;
+  std::vector<double> out(dims[0] * (rank == 2 ? dims[1] : 1));
+  if (!out.empty()) {
+    h5::check(H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
+              concat("read dataset ", name));
+  }
+  return out;
+}
+
+using AttrMaps = std::pair<std::map<std::string, double>*, std::map<std::string, std::string>*>;
+
+void readAttr(hid_t obj, const char* name, AttrMaps* out) {
+  auto attr = h5::attribute(H5Aopen(obj, name, H5P_DEFAULT), name);
+  auto type = h5::datatype(H5Aget_type(attr.get()), name);
+  if (H5Tget_class(type.get()) == H5T_STRING) {
+    if (out->second == nullptr) return;
+    char* text = nullptr;
+    auto mem = stringType();
+    h5::check(H5Aread(attr.get(), mem.get(), &text), name);
+    (*out->second)[name] = text != nullptr ? text : "";
+    H5free_memory(text);
+  } else {
+    double v = 0;
+    h5::check(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &v), name);
+    (*out->first)[name] = v;
+  }
+}
+
+// HDF5 calls this from C: no exception may cross it.
+herr_t collectAttr(hid_t obj, const char* name, const H5A_info_t*, void* data) noexcept {
+  try {
+    readAttr(obj, name, static_cast<AttrMaps*>(data));
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
+}  // namespace
+
+ResultsData readResults(const std::string& path) {
+  h5::silenceErrors();
+  auto file = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), concat("open ", path));
+  ResultsData d;
+  d.lr = readSeries(file.get(), "lr", nullptr);
+  d.loss = readSeries(file.get(), "loss", nullptr);
+  d.loss_raw = readSeries(file.get(), "loss_raw", nullptr);
+  d.step_seconds = readSeries(file.get(), "step_seconds", nullptr);
+  hsize_t width = 1;
+  const auto flat = readSeries(file.get(), "loss_per_rank", &width);
+  for (std::size_t i = 0; i + width <= flat.size(); i += width) {
+    d.loss_per_rank.emplace_back(flat.begin() + i, flat.begin() + i + width);
+  }
+  AttrMaps root(&d.numbers, &d.strings);
+  h5::check(H5Aiterate2(file.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collectAttr, &root), "attributes");
+  auto g = h5::group(H5Gopen2(file.get(), "suggestions", H5P_DEFAULT), "open group suggestions");
+  AttrMaps sug(&d.suggestions, nullptr);
+  h5::check(H5Aiterate2(g.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collectAttr, &sug), "suggestions");
+  return d;
+}
+
+}  // namespace lrfind::runtime
