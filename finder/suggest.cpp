@@ -127,8 +127,9 @@ std::vector<double> gradient(const std::vector<double>& y, const std::vector<dou
   for (std::size_t i = 1; i + 1 < n; ++i) {
     const double h0 = x[i] - x[i - 1];
     const double h1 = x[i + 1] - x[i];
-    g[i] = (h0 * h0 * y[i + 1] - h1 * h1 * y[i - 1] + (h1 * h1 - h0 * h0) * y[i]) /
-           (h0 * h1 * (h0 + h1));
+    // numpy's h0²·y[i+1] − h1²·y[i−1] + (h1²−h0²)·y[i], regrouped into differences so
+    // that a flat stretch gives exactly 0 rather than rounding noise.
+    g[i] = (h0 * h0 * (y[i + 1] - y[i]) + h1 * h1 * (y[i] - y[i - 1])) / (h0 * h1 * (h0 + h1));
   }
   return g;
 }
