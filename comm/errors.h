@@ -50,6 +50,21 @@ std::string concat(const Args&... args) {
   return os.str();
 }
 
+// The line of a multi-line message (LibTorch, the TorchScript interpreter) that says
+// what went wrong: the last "...Error: ..." line if there is one, else the first line.
+inline std::string oneLine(const std::string& text) {
+  std::string best, first;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const auto start = line.find_first_not_of(" \t");
+    if (start == std::string::npos) continue;
+    line = line.substr(start);
+    if (first.empty()) first = line;
+    if (line.find("Error: ") != std::string::npos) best = line;
+  }
+  return best.empty() ? first : best;
+}
+
 }  // namespace lrfind
 
 // Throws lrfind::Error with file:line, the failed condition and the message.

@@ -170,10 +170,10 @@ int run(const RunConfig& config) {
     return kExitFailure;
   } catch (const c10::Error& e) {
     std::fprintf(stderr, "lrfind_dist: error (LibTorch): %s\n",
-                 config.verbose ? e.what() : e.what_without_backtrace());
+                 config.verbose ? e.what() : oneLine(e.what_without_backtrace()).c_str());
     return kExitFailure;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "lrfind_dist: error: %s\n", e.what());
+    std::fprintf(stderr, "lrfind_dist: error: %s\n", config.verbose ? e.what() : oneLine(e.what()).c_str());
     return kExitFailure;
   }
 }

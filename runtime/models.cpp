@@ -13,11 +13,6 @@ namespace {
 
 constexpr int64_t kMlpHidden = 128;
 
-std::string firstLine(const std::string& text) {
-  const auto nl = text.find('\n');
-  return nl == std::string::npos ? text : text.substr(0, nl);
-}
-
 std::string shapeOf(const at::Tensor& t) {
   std::string s = "[";
   for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
@@ -86,10 +81,10 @@ LoadedModel loadScript(const std::string& path, c10::Device device) {
     module = torch::jit::load(path, device);
   } catch (const c10::Error& e) {
     throw InputError(concat("--model ", path, ": not a TorchScript file (",
-                            firstLine(e.what_without_backtrace()),
+                            oneLine(e.what_without_backtrace()),
                             "); save it with torch.jit.script(model).save(path)"));
   } catch (const std::exception& e) {
-    throw InputError(concat("--model ", path, ": not a TorchScript file (", firstLine(e.what()),
+    throw InputError(concat("--model ", path, ": not a TorchScript file (", oneLine(e.what()),
                             "); save it with torch.jit.script(model).save(path)"));
   }
   LRFIND_INPUT_CHECK(module.find_method("forward").has_value(), "--model ", path,
@@ -146,10 +141,13 @@ at::Tensor dryForward(finder::Model& model, const std::string& name, const Datas
   at::Tensor out;
   try {
     out = model.forward(sample);
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
+    // c10::Error from LibTorch, JITException from the TorchScript interpreter.
     model.setTraining(was_training);
-    throw InputError(concat("--model ", name, " rejects inputs of shape ", shapeOf(sample),
-                            " (from --data ", data.source, "): ", firstLine(e.what_without_backtrace())));
+    const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+    throw InputError(concat("--model ", name, " rejects inputs of shape ", shapeOf(sample), " (from --data ",
+                            data.source, "): ",
+                            oneLine(c10_error != nullptr ? c10_error->what_without_backtrace() : e.what())));
   }
   model.setTraining(was_training);
   LRFIND_INPUT_CHECK(out.dim() >= 1 && out.size(0) == sample.size(0), "--model ", name,

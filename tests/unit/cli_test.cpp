@@ -1,0 +1,228 @@
+// End-to-end tests of the lrfind_dist binary: exit codes, output files, --print-lr,
+// refusal to overwrite, and one clear error line per bad value.
+
+#include <sys/wait.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include "runtime/results.h"
+#include "test_util.h"
+
+namespace lrfind {
+namespace {
+
+using lrfind::testing::TempDir;
+
+struct CliResult {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs lrfind_dist with `args` in `dir`.
+CliResult runCli(const TempDir& dir, const std::string& args) {
+  const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
+  const std::string cmd = "cd '" + dir.path().string() + "' && '" LRFIND_DIST_PATH "' --threads 1 " + args + " >'" +
+                          out + "' 2>'" + err + "'";
+  const int status = std::system(cmd.c_str());
+  CliResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+// A TorchScript MLP with `in` inputs and `classes` outputs, saved like Python would.
+void saveScriptModel(const std::string& path, int64_t in, int64_t classes) {
+  torch::manual_seed(0);
+  torch::jit::Module m("Net");
+  m.register_parameter("w1", (torch::randn({in, 32}) * 0.2).set_requires_grad(true), false);
+  m.register_parameter("b1", torch::zeros({32}).set_requires_grad(true), false);
+  m.register_parameter("w2", (torch::randn({32, classes}) * 0.2).set_requires_grad(true), false);
+  m.define(R"(
+def forward(self, x):
+    return torch.matmul(torch.relu(torch.matmul(x, self.w1) + self.b1), self.w2)
+)");
+  m.save(path);
+}
+
+TEST(Cli, DefaultRunWritesResultsAndPlot) {
+  TempDir dir;
+  const auto r = runCli(dir, "");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("suggested lr: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("steepest *"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("lrfind.h5")));
+  EXPECT_TRUE(std::filesystem::exists(dir.file("lrfind.svg")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("lrfind.h5.partial")));
+  const auto d = runtime::readResults(dir.file("lrfind.h5"));
+  EXPECT_EQ(d.numbers.at("complete"), 1);
+  EXPECT_EQ(d.lr.size(), static_cast<std::size_t>(d.numbers.at("steps_completed")));
+  EXPECT_EQ(d.strings.at("model"), "mlp");
+  EXPECT_EQ(d.strings.at("data"), "synthetic");
+  // Not a terminal: periodic timestamped log lines on stderr.
+  EXPECT_NE(r.err.find("step 10/100"), std::string::npos) << r.err;
+}
+
+TEST(Cli, PrintLrPrintsOnlyTheSuggestion) {
+  TempDir dir;
+  const auto r = runCli(dir, "--print-lr --out r.h5 --plot ''");
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(lines(r.out), 1) << r.out;
+  const double lr = std::stod(r.out);
+  const auto d = runtime::readResults(dir.file("r.h5"));
+  EXPECT_NEAR(lr, d.numbers.at("suggested_lr"), 1e-5 * lr);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("lrfind.svg"))) << "--plot '' writes no plot";
+  EXPECT_NE(r.err.find("suggested lr"), std::string::npos) << "the summary goes to stderr";
+}
+
+TEST(Cli, RefusesToOverwriteWithoutForce) {
+  TempDir dir;
+  ASSERT_EQ(runCli(dir, "--num-training 20 --skip-begin 2").code, 0);
+  const std::string before = slurp(dir.file("lrfind.h5"));
+  const auto again = runCli(dir, "--num-training 30 --skip-begin 2");
+  EXPECT_EQ(again.code, 2);
+  EXPECT_NE(again.err.find("--out lrfind.h5: exists; pass --force"), std::string::npos) << again.err;
+  EXPECT_EQ(slurp(dir.file("lrfind.h5")), before) << "the old file must be untouched";
+  const auto forced = runCli(dir, "--num-training 30 --skip-begin 2 --force");
+  ASSERT_EQ(forced.code, 0) << forced.err;
+  EXPECT_EQ(runtime::readResults(dir.file("lrfind.h5")).numbers.at("num_training"), 30);
+}
+
+TEST(Cli, BadValuesGetOneLineNamingTheFlagAndExitTwo) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--batch-size abc", "--batch-size"},
+      {"--batch-size 0", "--batch-size"},
+      {"--min-lr 0", "--min-lr"},
+      {"--min-lr -1", "--min-lr"},
+      {"--min-lr 1 --max-lr 0.5", "--max-lr"},
+      {"--num-training 1", "--num-training"},
+      {"--beta 1", "--beta"},
+      {"--beta -0.5", "--beta"},
+      {"--mode cosine", "--mode"},
+      {"--suggest best", "--suggest"},
+      {"--optimizer lamb", "--optimizer"},
+      {"--loss hinge", "--loss"},
+      {"--model resnet", "--model"},
+      {"--model missing.pt", "--model"},
+      {"--data missing.h5", "--data"},
+      {"--early-stop-threshold never", "--early-stop-threshold"},
+      {"--early-stop-threshold 0", "--early-stop-threshold"},
+      {"--device tpu", "--device"},
+      {"--nesterov", "--nesterov"},
+      {"--optimizer adam --momentum 0.9", "--momentum"},
+      {"--accumulate 0", "--accumulate"},
+      {"--skip-begin -1", "--skip-begin"},
+      {"--betas 0.9", "--betas"},
+      {"--out no/such/dir/r.h5", "--out"},
+      {"--loss mse", "--loss"},
+      {"--no-such-flag", "--no-such-flag"},
+  };
+  TempDir dir;
+  for (const auto& [args, flag] : cases) {
+    const auto r = runCli(dir, args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.err;
+    EXPECT_EQ(lines(r.err), 1) << args << ": " << r.err;
+    EXPECT_NE(r.err.find(flag), std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(r.err.find("terminate"), std::string::npos) << args;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("lrfind.h5"))) << args;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("lrfind.h5.partial"))) << args;
+  }
+}
+
+TEST(Cli, HelpAndVersion) {
+  TempDir dir;
+  const auto help = runCli(dir, "--help");
+  EXPECT_EQ(help.code, 0);
+  for (const char* flag : {"--model", "--data", "--x-key", "--y-key", "--loss", "--optimizer", "--momentum",
+                           "--nesterov", "--weight-decay", "--betas", "--eps", "--batch-size", "--min-lr",
+                           "--max-lr", "--num-training", "--mode", "--early-stop-threshold", "--beta",
+                           "--suggest", "--skip-begin", "--skip-end", "--accumulate", "--seed", "--no-shuffle",
+                           "--threads", "--device", "--out", "--json", "--plot", "--print-lr", "--force",
+                           "--verbose", "--version"}) {
+    EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
+  }
+  EXPECT_NE(help.out.find("=1e-08"), std::string::npos) << "defaults are shown";
+  EXPECT_NE(help.out.find("=100"), std::string::npos);
+  const auto version = runCli(dir, "--version");
+  EXPECT_EQ(version.code, 0);
+  EXPECT_NE(version.out.find("lrfind 0."), std::string::npos) << version.out;
+  EXPECT_NE(version.out.find("LibTorch"), std::string::npos) << version.out;
+}
+
+TEST(Cli, TorchScriptModelOnHdf5DataWithJson) {
+  TempDir dir;
+  lrfind::testing::writeClassification(dir.file("d.h5"), 600, 16, 10);
+  saveScriptModel(dir.file("m.pt"), 16, 10);
+  const auto r = runCli(dir, "--model m.pt --data d.h5 --min-lr 1e-4 --max-lr 1e4 --json s.json --out r.h5");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(slurp(dir.file("s.json")));
+  const auto d = runtime::readResults(dir.file("r.h5"));
+  EXPECT_EQ(j["suggested_lr"].get<double>(), d.numbers.at("suggested_lr"));
+  EXPECT_EQ(j["steps_completed"].get<int64_t>(), static_cast<int64_t>(d.lr.size()));
+  EXPECT_EQ(d.strings.at("model"), "m.pt");
+  EXPECT_EQ(d.strings.at("stop_reason"), "diverged");
+  for (const char* m : {"steepest", "valley", "minimum", "steep", "slide"}) {
+    EXPECT_TRUE(j["suggestions"].contains(m)) << m;
+  }
+}
+
+TEST(Cli, ModelAndDataMismatchesAreInputErrors) {
+  TempDir dir;
+  lrfind::testing::writeClassification(dir.file("d.h5"), 100, 8, 10);
+  saveScriptModel(dir.file("wide.pt"), 16, 10);   // wants 16 features, data has 8
+  saveScriptModel(dir.file("narrow.pt"), 8, 4);   // 4 outputs, labels go to 9
+  std::ofstream(dir.file("junk.pt")) << "not a model";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--model wide.pt --data d.h5", "rejects inputs of shape [2, 8]"},
+      {"--model narrow.pt --data d.h5", "label 9 is out of range for --model narrow.pt, which has 4 outputs"},
+      {"--model junk.pt --data d.h5", "not a TorchScript file"},
+      {"--model cnn --data d.h5", "--model cnn needs image inputs"},
+      {"--data d.h5 --batch-size 64 --accumulate 1 --x-key nope", "--x-key"},
+      {"--data d.h5 --batch-size 101", "fewer than one global batch"},
+  };
+  for (const auto& [args, expected] : cases) {
+    const auto r = runCli(dir, args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.err;
+    EXPECT_NE(r.err.find(expected), std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(lines(r.err), 1) << args << ": " << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("lrfind.h5.partial"))) << args;
+  }
+}
+
+TEST(Cli, TooFewPointsWarnsAndStillSucceeds) {
+  TempDir dir;
+  const auto r = runCli(dir, "--num-training 8");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: --skip-begin 10 + --skip-end 1 leave 0 of 8 points"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("no suggestion: only 0 usable point(s)"), std::string::npos) << r.out;
+  const auto p = runCli(dir, "--num-training 8 --print-lr --out p.h5 --plot ''");
+  EXPECT_EQ(p.code, 0);
+  EXPECT_EQ(p.out, "") << "no number on stdout when there is no suggestion";
+}
+
+TEST(Cli, CudaWithoutAGpuIsAnInputError) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a CUDA GPU is visible; this checks the CPU-only case";
+  TempDir dir;
+  const auto r = runCli(dir, "--device cuda");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace lrfind
