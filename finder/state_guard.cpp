@@ -2,11 +2,57 @@
 
 #include <cstdio>
 #include <exception>
+#include <typeinfo>
 
+#include <torch/optim/adagrad.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
 #include <torch/optim/optimizer.h>
+#include <torch/optim/rmsprop.h>
+#include <torch/optim/sgd.h>
 #include <torch/serialize/archive.h>
 
 namespace lrfind::finder {
+namespace {
+
+at::Tensor copyOf(const at::Tensor& t) { return t.defined() ? t.detach().clone() : t; }
+
+// A deep copy of a state of the built-in optimizers; nullptr for any other type. The
+// types' own clone() copies tensor handles only, which step() then updates in place.
+std::unique_ptr<torch::optim::OptimizerParamState> deepCopy(const torch::optim::OptimizerParamState& s) {
+  using namespace torch::optim;
+  if (typeid(s) == typeid(SGDParamState)) {
+    auto c = std::make_unique<SGDParamState>(static_cast<const SGDParamState&>(s));
+    c->momentum_buffer(copyOf(c->momentum_buffer()));
+    return c;
+  }
+  if (typeid(s) == typeid(AdamParamState)) {
+    auto c = std::make_unique<AdamParamState>(static_cast<const AdamParamState&>(s));
+    c->exp_avg(copyOf(c->exp_avg())).exp_avg_sq(copyOf(c->exp_avg_sq()));
+    c->max_exp_avg_sq(copyOf(c->max_exp_avg_sq()));
+    return c;
+  }
+  if (typeid(s) == typeid(AdamWParamState)) {
+    auto c = std::make_unique<AdamWParamState>(static_cast<const AdamWParamState&>(s));
+    c->exp_avg(copyOf(c->exp_avg())).exp_avg_sq(copyOf(c->exp_avg_sq()));
+    c->max_exp_avg_sq(copyOf(c->max_exp_avg_sq()));
+    return c;
+  }
+  if (typeid(s) == typeid(RMSpropParamState)) {
+    auto c = std::make_unique<RMSpropParamState>(static_cast<const RMSpropParamState&>(s));
+    c->square_avg(copyOf(c->square_avg())).momentum_buffer(copyOf(c->momentum_buffer()));
+    c->grad_avg(copyOf(c->grad_avg()));
+    return c;
+  }
+  if (typeid(s) == typeid(AdagradParamState)) {
+    auto c = std::make_unique<AdagradParamState>(static_cast<const AdagradParamState&>(s));
+    c->sum(copyOf(c->sum()));
+    return c;
+  }
+  return nullptr;
+}
+
+}  // namespace
 
 StateGuard::StateGuard(Model& model, torch::optim::Optimizer& optimizer)
     : model_(model), optimizer_(optimizer) {
@@ -21,15 +67,24 @@ StateGuard::StateGuard(Model& model, torch::optim::Optimizer& optimizer)
     saved_buffers_.push_back(b.detach().clone());
   }
   for (auto& group : optimizer_.param_groups()) {
-    saved_lrs_.push_back(group.options().get_lr());
+    saved_options_.push_back(group.options().clone());  // plain values: a deep copy
   }
-  // The optimizer's own serialization is the one deep copy that knows every state type
-  // (momentum buffers, Adam moments, step counts), including user optimizers.
-  torch::serialize::OutputArchive archive;
-  optimizer_.save(archive);
-  std::ostringstream os;
-  archive.save_to(os);
-  saved_optimizer_ = os.str();
+  for (const auto& [key, state] : optimizer_.state()) {
+    auto copy = deepCopy(*state);
+    if (!copy) {
+      saved_by_archive_ = true;
+      saved_state_.clear();
+      break;
+    }
+    saved_state_.emplace_back(key, std::move(copy));
+  }
+  if (saved_by_archive_) {
+    torch::serialize::OutputArchive archive;
+    optimizer_.save(archive);
+    std::ostringstream os;
+    archive.save_to(os);
+    saved_archive_ = os.str();
+  }
   was_training_ = model_.isTraining();
 }
 
@@ -50,16 +105,19 @@ void StateGuard::restore() {
       buffers_[i].copy_(saved_buffers_[i]);
     }
   }
-  // load() merges into the existing state; clear it so that state created during the
-  // sweep (e.g. momentum buffers of a fresh optimizer) does not survive.
+  // Drop state created during the sweep (e.g. momentum buffers of a fresh optimizer).
   optimizer_.state().clear();
-  std::istringstream is(saved_optimizer_);
-  torch::serialize::InputArchive archive;
-  archive.load_from(is);
-  optimizer_.load(archive);
+  if (saved_by_archive_) {
+    std::istringstream is(saved_archive_);
+    torch::serialize::InputArchive archive;
+    archive.load_from(is);
+    optimizer_.load(archive);
+  } else {
+    for (auto& [key, state] : saved_state_) optimizer_.state()[key] = std::move(state);
+  }
   auto& groups = optimizer_.param_groups();
-  for (std::size_t i = 0; i < groups.size() && i < saved_lrs_.size(); ++i) {
-    groups[i].options().set_lr(saved_lrs_[i]);
+  for (std::size_t i = 0; i < groups.size() && i < saved_options_.size(); ++i) {
+    groups[i].set_options(std::move(saved_options_[i]));
   }
   model_.setTraining(was_training_);
 }

@@ -1,9 +1,13 @@
 #pragma once
 // Snapshots a model (parameters, their gradients, buffers, training flag) and an
-// optimizer (state and every param group's options, through its own serialization)
-// and puts all of it back bit for bit: on restore(), or in the destructor when the
-// scope is left by an exception. Snapshots live in host memory for optimizer state and
-// on the tensors' own device for the model.
+// optimizer (per-parameter state and every param group's options) and puts all of it
+// back bit for bit: on restore(), or in the destructor when the scope is left by an
+// exception. Snapshots stay on the tensors' own devices.
+//
+// Optimizer state of LibTorch's SGD, Adam, AdamW, RMSprop and Adagrad is deep-copied
+// tensor by tensor (cheap: one clone per state tensor); any other optimizer goes
+// through its own save()/load() serialization in memory, which knows every state type
+// but costs a serialization round trip.
 
 #include <memory>
 #include <sstream>
@@ -15,6 +19,8 @@
 
 namespace torch::optim {
 class Optimizer;
+class OptimizerParamState;
+class OptimizerOptions;
 }
 
 namespace lrfind::finder {
@@ -39,8 +45,12 @@ class StateGuard {
   std::vector<at::Tensor> saved_grads_;  // undefined where the parameter had none
   std::vector<at::Tensor> buffers_;
   std::vector<at::Tensor> saved_buffers_;
-  std::vector<double> saved_lrs_;
-  std::string saved_optimizer_;
+  std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> saved_options_;
+  // Deep copies of optimizer.state(), or, when a state type is unknown, the optimizer
+  // serialized (saved_by_archive_).
+  std::vector<std::pair<std::string, std::unique_ptr<torch::optim::OptimizerParamState>>> saved_state_;
+  bool saved_by_archive_ = false;
+  std::string saved_archive_;
   bool was_training_ = true;
   bool active_ = true;
 };

@@ -32,7 +32,7 @@ double secondsSince(Clock::time_point t0) {
 // Runs forward/backward for one optimizer step; returns the summed loss and samples.
 std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const LossFn& loss_fn,
                                           int64_t accumulate) {
-  at::Tensor loss_sum;
+  double loss_sum = 0;
   double samples = 0;
   for (int64_t m = 0; m < accumulate; ++m) {
     Batch batch = data.next();
@@ -41,12 +41,11 @@ std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const
     at::Tensor loss = loss_fn(model.forward(batch.input), batch.target);
     LRFIND_CHECK(loss.numel() == 1, "the loss must be a scalar, got shape ", loss.sizes());
     (accumulate > 1 ? loss / static_cast<double>(accumulate) : loss).backward();
-    const auto n = batch.input.size(0);
-    at::Tensor contribution = loss.detach().to(at::kDouble) * static_cast<double>(n);
-    loss_sum = loss_sum.defined() ? loss_sum + contribution : contribution;
-    samples += static_cast<double>(n);
+    const auto n = static_cast<double>(batch.input.size(0));
+    loss_sum += loss.item<double>() * n;
+    samples += n;
   }
-  return {loss_sum.item<double>(), samples};
+  return {loss_sum, samples};
 }
 
 // Broadcasts `message` from `root` (truncated to kMaxErrorBytes) and returns it.
@@ -61,13 +60,6 @@ std::string shareMessage(comm::Communicator& comm, int root, const std::string& 
 }
 
 }  // namespace
-
-const Suggestion& SweepResult::suggestion() const {
-  for (const auto& s : suggestions) {
-    if (s.method == method) return s;
-  }
-  throw Error(concat("no suggestion computed for method ", toString(method)));
-}
 
 SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSource& data,
                      const LossFn& loss_fn, const SweepOptions& options,

@@ -6,7 +6,6 @@
 #include <iostream>
 #include <thread>
 
-#include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/optim/optimizer.h>
 #include <torch/utils.h>
@@ -15,12 +14,14 @@
 #include "comm/errors.h"
 #include "finder/sweep.h"
 #include "lrfind/config.h"
+#include "runtime/async_observer.h"
 #include "runtime/batches.h"
 #include "runtime/dataset.h"
 #include "runtime/models.h"
 #include "runtime/progress.h"
 #include "runtime/report.h"
 #include "runtime/results.h"
+#include "runtime/threads.h"
 
 namespace lrfind::runtime {
 namespace {
@@ -88,7 +89,7 @@ int runChecked(const RunConfig& c) {
   if (!c.plot.empty()) checkOutputPath(c.plot, c.force, "--plot");
 
   const int threads = c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(threads);
+  setComputeThreads(threads);
   const c10::Device device = resolveDevice(c.device);
 
   const Dataset data = loadData(c);
@@ -121,8 +122,9 @@ int runChecked(const RunConfig& c) {
 
   ResultsWriter writer(c.out, info, c.sweep);
   ConsoleProgress progress(stderr, c.interactive.value_or(::isatty(STDERR_FILENO) != 0));
+  AsyncObserver writer_thread(writer);  // HDF5 appends and flushes off the training loop
   ObserverList observers;
-  observers.add(&writer);
+  observers.add(&writer_thread);
   observers.add(&progress);
   if (c.verbose) {
     std::fprintf(stderr, "lrfind_dist: %s on %s, %lld samples, %d thread(s), results -> %s\n", loaded.name.c_str(),

@@ -5,6 +5,8 @@
 
 #include <hdf5.h>
 
+#include "comm/errors.h"
+
 #include <string>
 #include <utility>
 
@@ -56,3 +58,13 @@ inline Id attribute(hid_t id, const std::string& what) { return Id(checkId(id, w
 inline Id plist(hid_t id, const std::string& what) { return Id(checkId(id, what), H5Pclose); }
 
 }  // namespace lrfind::runtime::h5
+
+// Wraps an HDF5 call returning herr_t; the message (concat of the rest) is only built
+// when the call fails, so the macro costs nothing on the per-step path.
+#define LRFIND_H5_CHECK(call, ...)                                              \
+  do {                                                                          \
+    if ((call) < 0) {                                                           \
+      throw ::lrfind::IoError(::lrfind::concat(__VA_ARGS__, ": ",               \
+                                               ::lrfind::runtime::h5::errorStack())); \
+    }                                                                           \
+  } while (0)

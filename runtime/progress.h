@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "finder/sweep.h"
+#include "finder/result.h"
 
 namespace lrfind::runtime {
 

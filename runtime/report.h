@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "finder/sweep.h"
+#include "finder/result.h"
 #include "runtime/results.h"
 
 namespace lrfind::runtime {

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "finder/sweep.h"
+#include "finder/result.h"
 #include "runtime/hdf5_handle.h"
 
 namespace lrfind::runtime {
@@ -50,13 +50,16 @@ class ResultsWriter final : public finder::SweepObserver {
   const std::string& currentPath() const { return current_; }
 
  private:
-  void append(const char* name, const double* row, hsize_t width);
+  void append(h5::Id& dataset, const char* name, const double* row, hsize_t width);
 
   std::string path_;
   std::string current_;
   RunInfo info_;
   finder::SweepOptions options_;
   h5::Id file_;
+  // Open for the whole sweep: lr, loss, loss_raw, step_seconds, loss_per_rank.
+  std::vector<h5::Id> series_;
+  h5::Id steps_attr_;
   int world_ = 1;
   hsize_t rows_ = 0;
 };

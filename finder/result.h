@@ -1,0 +1,49 @@
+#pragma once
+// What a sweep produces and who watches it: plain data, no LibTorch, so that results
+// writers, plots and reports compile without it.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "finder/options.h"
+#include "finder/suggest.h"
+
+namespace lrfind::finder {
+
+struct StepRecord {
+  int64_t step = 0;
+  double lr = 0.0;
+  double loss_raw = 0.0;
+  double loss = 0.0;  // smoothed
+  std::vector<double> loss_per_rank;
+  double seconds = 0.0;
+};
+
+struct SweepResult {
+  std::vector<double> lr;
+  std::vector<double> loss;  // smoothed
+  std::vector<double> loss_raw;
+  std::vector<std::vector<double>> loss_per_rank;  // [step][rank], rank 0 only
+  std::vector<double> step_seconds;
+  StopReason stop_reason = StopReason::kRunning;
+  std::string error;  // set with kError
+  std::vector<Suggestion> suggestions;  // every method, allSuggestMethods() order
+  SuggestMethod method = SuggestMethod::kSteepest;
+  int world_size = 1;
+
+  int64_t stepsCompleted() const { return static_cast<int64_t>(lr.size()); }
+  // The suggestion of `method`.
+  const Suggestion& suggestion() const;
+};
+
+// Sees the sweep as it goes; called on rank 0 only, from the sweep's thread.
+class SweepObserver {
+ public:
+  virtual ~SweepObserver() = default;
+  virtual void onStart(const SweepOptions& /*options*/, int /*world_size*/) {}
+  virtual void onStep(const StepRecord& /*record*/) {}
+  virtual void onEnd(const SweepResult& /*result*/) {}
+};
+
+}  // namespace lrfind::finder
