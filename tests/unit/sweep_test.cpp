@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <torch/nn.h>
@@ -73,6 +74,19 @@ struct Snapshot {
         out.push_back(adam->exp_avg().clone());
         out.push_back(adam->exp_avg_sq().clone());
         out.push_back(at::tensor(static_cast<double>(adam->step())));
+      } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
+        out.push_back(adamw->exp_avg().clone());
+        out.push_back(adamw->exp_avg_sq().clone());
+        out.push_back(at::tensor(static_cast<double>(adamw->step())));
+      } else if (auto* rms = dynamic_cast<torch::optim::RMSpropParamState*>(it->second.get())) {
+        out.push_back(rms->square_avg().clone());
+        out.push_back(rms->momentum_buffer().clone());
+        out.push_back(at::tensor(static_cast<double>(rms->step())));
+      } else if (auto* ada = dynamic_cast<torch::optim::AdagradParamState*>(it->second.get())) {
+        out.push_back(ada->sum().clone());
+        out.push_back(at::tensor(static_cast<double>(ada->step())));
+      } else {
+        ADD_FAILURE() << "unknown optimizer state type in the test snapshot";
       }
     }
     return out;
@@ -149,6 +163,99 @@ TEST(Sweep, RestoresAdamStateBitForBit) {
   auto batches = t.batches();
   finder::runSweep(*t.model, opt, batches, t.loss, finder::SweepOptions{});
   before.expectEqual(*t.model, opt);
+}
+
+TEST(Sweep, RestoresEveryBuiltInOptimizer) {
+  for (const auto& name : runtime::optimizerNames()) {
+    Task t;
+    runtime::OptimizerConfig cfg;
+    cfg.name = name;
+    cfg.lr = 1e-3;
+    if (name == "sgd" || name == "rmsprop") cfg.momentum = 0.9;
+    auto opt = runtime::makeOptimizer(t.model->parameters(), cfg);
+    warmUp(t, *opt, 2);
+    const Snapshot before(*t.model, *opt);
+    ASSERT_FALSE(before.opt_state.empty()) << name;
+    auto batches = t.batches();
+    finder::SweepOptions o;
+    o.num_training = 20;
+    finder::runSweep(*t.model, *opt, batches, t.loss, o);
+    SCOPED_TRACE(name);
+    before.expectEqual(*t.model, *opt);
+  }
+}
+
+// A user-defined optimizer: plain SGD that also counts its steps per parameter, with a
+// state type the guard does not know, so the guard must use its save()/load().
+struct CountState : torch::optim::OptimizerCloneableParamState<CountState> {
+  TORCH_ARG(at::Tensor, count);
+
+ public:  // TORCH_ARG leaves the section private
+  void serialize(torch::serialize::OutputArchive& archive) const override { archive.write("count", count()); }
+  void serialize(torch::serialize::InputArchive& archive) override {
+    at::Tensor t;
+    archive.read("count", t);
+    count(t);
+  }
+};
+
+class CountingSgd : public torch::optim::Optimizer {
+ public:
+  CountingSgd(std::vector<at::Tensor> params, double lr)
+      : Optimizer({torch::optim::OptimizerParamGroup(std::move(params))},
+                  std::make_unique<torch::optim::SGDOptions>(lr)) {}
+  at::Tensor step(LossClosure = nullptr) override {
+    at::NoGradGuard no_grad;
+    for (auto& group : param_groups()) {
+      for (auto& p : group.params()) {
+        if (!p.grad().defined()) continue;
+        auto& slot = state()[c10::guts::to_string(p.unsafeGetTensorImpl())];
+        if (!slot) {
+          auto fresh = std::make_unique<CountState>();
+          fresh->count(at::zeros({1}));
+          slot = std::move(fresh);
+        }
+        static_cast<CountState&>(*slot).count().add_(1);
+        p.add_(p.grad(), -group.options().get_lr());
+      }
+    }
+    return {};
+  }
+  void save(torch::serialize::OutputArchive& archive) const override {
+    torch::optim::serialize<CountState, torch::optim::SGDOptions>(archive, *this);
+  }
+  void load(torch::serialize::InputArchive& archive) override {
+    torch::optim::serialize<CountState, torch::optim::SGDOptions>(archive, *this);
+  }
+};
+
+TEST(Sweep, RestoresUserOptimizersThroughTheirSerialization) {
+  Task t;
+  CountingSgd opt(t.model->parameters(), 0.01);
+  warmUp(t, opt, 3);
+  std::vector<at::Tensor> params, counts;
+  for (auto& p : t.model->parameters()) params.push_back(p.detach().clone());
+  auto counts_of = [&] {
+    std::vector<at::Tensor> out;
+    for (auto& p : t.model->parameters()) {
+      out.push_back(static_cast<CountState&>(*opt.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())))
+                        .count()
+                        .clone());
+    }
+    return out;
+  };
+  counts = counts_of();
+  EXPECT_EQ(counts[0].item<float>(), 3.0f);
+  auto batches = t.batches();
+  finder::SweepOptions o;
+  o.num_training = 10;
+  finder::runSweep(*t.model, opt, batches, t.loss, o);
+  const auto after = counts_of();
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    EXPECT_TRUE(torch::equal(counts[i], after[i])) << "step counter " << i;
+    EXPECT_TRUE(torch::equal(params[i], t.model->parameters()[i])) << "parameter " << i;
+  }
+  EXPECT_EQ(opt.param_groups()[0].options().get_lr(), 0.01);
 }
 
 TEST(Sweep, WithoutRestoreTheSnapshotSeesTheChange) {
