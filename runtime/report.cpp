@@ -210,11 +210,12 @@ std::string renderSvg(const finder::SweepResult& result, const finder::SweepOpti
     const double px = ax.map(xval(chosen.lr));
     const double py = ay.map(std::clamp(result.loss[chosen.index], ay.lo, ay.hi));
     const double mark_x = ax.map(xval(result.lr[chosen.index]));
+    const bool right_side = px + 200 < kWidth - kRight;  // else the label goes left of the line
     svg << "<line x1=\"" << px << "\" y1=\"" << kTop << "\" x2=\"" << px << "\" y2=\"" << kHeight - kBottom
         << "\" stroke=\"#d62728\" stroke-dasharray=\"5,4\"/>\n"
         << "<circle cx=\"" << mark_x << "\" cy=\"" << py << "\" r=\"6\" fill=\"#d62728\"/>\n"
-        << "<text x=\"" << std::min(px + 8, kWidth - kRight - 170) << "\" y=\"" << kTop + 18
-        << "\" fill=\"#d62728\">suggested lr " << formatLr(chosen.lr) << " ("
+        << "<text x=\"" << (right_side ? px + 8 : px - 8) << "\" y=\"" << kTop + 18 << "\" text-anchor=\""
+        << (right_side ? "start" : "end") << "\" fill=\"#d62728\">suggested lr " << formatLr(chosen.lr) << " ("
         << finder::toString(chosen.method) << ")</text>\n";
   }
   svg << "</svg>\n";

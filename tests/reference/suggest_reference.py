@@ -41,11 +41,12 @@ def slide(lrs, losses, lr_diff=15, thresh=.005):
     return len(losses) + chosen
 
 
-for n in (60, 100):
-    lrs, loss = curve(n)
-    sb, se = 10, 1
-    L, R = loss[sb:n - se], lrs[sb:n - se]
-    steepest = int(np.gradient(L, np.log10(R)).argmin()) + sb
-    steep = int(((L[1:] - L[:-1]) / (np.log(R[1:]) - np.log(R[:-1]))).argmin()) + sb
-    print(f"n={n}: steepest={steepest} valley={valley(R, L) + sb} minimum={int(L.argmin()) + sb} "
-          f"steep={steep} slide={slide(R, L) + sb}")
+if __name__ == "__main__":
+    for n in (60, 100):
+        lrs, loss = curve(n)
+        sb, se = 10, 1
+        L, R = loss[sb:n - se], lrs[sb:n - se]
+        steepest = int(np.gradient(L, np.log10(R)).argmin()) + sb
+        steep = int(((L[1:] - L[:-1]) / (np.log(R[1:]) - np.log(R[:-1]))).argmin()) + sb
+        print(f"n={n}: steepest={steepest} valley={valley(R, L) + sb} minimum={int(L.argmin()) + sb} "
+              f"steep={steep} slide={slide(R, L) + sb}")
