@@ -93,15 +93,14 @@ int runChecked(const RunConfig& c) {
   const c10::Device device = resolveDevice(c.device);
 
   const Dataset data = loadData(c);
+  const finder::LossFn loss_fn = makeLoss(c.loss);  // validates the name before the model loads
   const int64_t num_outputs = checkTargets(c, data);
-  makeLoss(c.loss);  // validates the name before the model loads
   LoadedModel loaded = loadModel(c.model, data, num_outputs, c.seed, device);
   checkOutput(dryForward(*loaded.model, loaded.name, data, device), c, data, loaded.name);
 
   OptimizerConfig opt = c.optimizer;
   opt.lr = c.sweep.min_lr;
   auto optimizer = makeOptimizer(loaded.model->parameters(), opt);
-  const finder::LossFn loss_fn = makeLoss(c.loss);
 
   BatchPlan plan;
   plan.batch_size = c.batch_size;
