@@ -59,6 +59,24 @@ std::string shareMessage(comm::Communicator& comm, int root, const std::string& 
   return std::string(static_cast<const char*>(buffer.data_ptr()));
 }
 
+// FNV-1a over the parameters' bytes; ranks compare min and max of it.
+void checkParametersAgree(comm::Communicator& comm, const std::vector<at::Tensor>& params, int64_t steps) {
+  uint64_t hash = 1469598103934665603ULL;
+  for (const auto& p : params) {
+    const at::Tensor host = p.detach().to(at::kCPU).contiguous();
+    const auto* bytes = static_cast<const unsigned char*>(host.data_ptr());
+    for (std::size_t i = 0; i < host.nbytes(); ++i) hash = (hash ^ bytes[i]) * 1099511628211ULL;
+  }
+  const auto value = static_cast<int64_t>(hash >> 1);  // fits int64 for MPI's MIN/MAX
+  at::Tensor lo = at::full({1}, value, at::kLong), hi = lo.clone();
+  comm.allreduce(lo, comm::AllreduceOptions{comm::ReduceOp::kMin});
+  comm.allreduce(hi, comm::AllreduceOptions{comm::ReduceOp::kMax});
+  if (lo.item<int64_t>() != hi.item<int64_t>()) {
+    throw CommError(concat("--check-consistency: parameters differ across ranks after ", steps,
+                           " steps (this rank's checksum ", value, ")"));
+  }
+}
+
 }  // namespace
 
 SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSource& data,
@@ -189,6 +207,9 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
     result.suggestions =
         suggestAll({result.lr, result.loss, options.mode, options.skip_begin, options.skip_end});
     notify([&] { observer->onEnd(result); });
+  }
+  if (context.check_consistency && result.stop_reason != StopReason::kError) {
+    checkParametersAgree(comm, params, result.stepsCompleted());
   }
   if (guard) guard->restore();
   if (result.stop_reason == StopReason::kError) throw CommError(result.error);

@@ -44,6 +44,9 @@ struct SweepContext {
   SweepObserver* observer = nullptr;
   StepHook before_step;
   std::size_t bucket_bytes = 25u << 20;
+  // After the last step, compare a checksum of the parameters across ranks (before the
+  // restore) and fail with CommError if any rank differs.
+  bool check_consistency = false;
 };
 
 // Runs the range test. The returned result is complete on rank 0; other ranks get the

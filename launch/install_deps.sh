@@ -11,6 +11,7 @@ packages=(
   libhdf5-dev
   libcli11-dev
   nlohmann-json3-dev
+  libopenmpi-dev openmpi-bin  # the MPI backend; mpirun
 )
 if [[ "${1:-}" == "--tests" ]]; then
   packages+=(libgtest-dev)

@@ -99,7 +99,14 @@ int main(int argc, char** argv) {
   app.add_flag("--no-shuffle", no_shuffle, "Take samples in file order instead of a seeded shuffle")->group(sweep_group);
 
   const auto* run_group = "Execution and output";
-  app.add_option("--threads", c.threads, "Intra-op CPU threads [default: all cores]")->group(run_group);
+  app.add_option("--threads", c.threads, "Intra-op CPU threads [default: the node's cores / ranks on the node]")
+      ->group(run_group);
+  app.add_option("--backend", c.backend, "Communication: auto (MPI when a launcher started > 1 rank), self or mpi")
+      ->check(CLI::IsMember({"auto", "self", "mpi"}))->capture_default_str()->group(run_group);
+  app.add_option("--bucket-mb", c.bucket_mb, "Gradient bucket size in MiB (one allreduce per bucket)")
+      ->capture_default_str()->group(run_group);
+  app.add_flag("--check-consistency", c.check_consistency,
+               "Compare a checksum of the parameters across ranks after the sweep")->group(run_group);
   app.add_option("--device", c.device, "auto (CUDA if visible, else CPU), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str()->group(run_group);
   app.add_option("--out", c.out, "HDF5 results file (written as <out>.partial, renamed when done)")

@@ -4,7 +4,6 @@
 
 #include <cstdio>
 #include <iostream>
-#include <thread>
 
 #include <torch/cuda.h>
 #include <torch/optim/optimizer.h>
@@ -12,6 +11,7 @@
 #include <torch/version.h>
 
 #include "comm/errors.h"
+#include "comm/mpi_environment.h"
 #include "finder/sweep.h"
 #include "lrfind/config.h"
 #include "runtime/async_observer.h"
@@ -22,6 +22,7 @@
 #include "runtime/report.h"
 #include "runtime/results.h"
 #include "runtime/threads.h"
+#include "runtime/world.h"
 
 namespace lrfind::runtime {
 namespace {
@@ -38,11 +39,6 @@ c10::Device resolveDevice(const std::string& name) {
   LRFIND_INPUT_CHECK(name == "auto", "--device must be auto, cpu or cuda; got \"", name, "\"");
   return torch::cuda::is_available() ? c10::Device(c10::DeviceType::CUDA, 0)
                                      : c10::Device(c10::DeviceType::CPU);
-}
-
-Dataset loadData(const RunConfig& c) {
-  if (c.data == "synthetic") return makeSynthetic(c.seed);
-  return loadHdf5(c.data, c.x_key, c.y_key);
 }
 
 // The loss and the targets must fit each other, and the model's output both.
@@ -72,72 +68,121 @@ void checkOutput(const at::Tensor& out, const RunConfig& c, const Dataset& data,
   }
 }
 
+// Everything the sweep needs on this rank, built in two agreed phases.
+struct Setup {
+  c10::Device device{c10::DeviceType::CPU};
+  BatchPlan plan;
+  Dataset data;
+  finder::LossFn loss_fn;
+  int64_t num_outputs = 0;
+  LoadedModel loaded;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::unique_ptr<ShardedBatches> batches;
+  RunInfo info;
+};
+
 int runChecked(const RunConfig& c) {
+  // Flag checks: the same on every rank, so they need no agreement.
   finder::validate(c.sweep);
   LRFIND_INPUT_CHECK(c.batch_size >= 1, "--batch-size must be >= 1, got ", c.batch_size);
   LRFIND_INPUT_CHECK(c.threads >= 0, "--threads must be >= 0, got ", c.threads);
+  LRFIND_INPUT_CHECK(c.bucket_mb > 0, "--bucket-mb must be > 0, got ", c.bucket_mb);
+
+  World world(c.backend);
+  const bool root = world.rank() == 0;
   const int64_t usable = c.sweep.num_training - c.sweep.skip_begin - c.sweep.skip_end;
-  if (usable < 2) {
+  if (usable < 2 && root) {
     std::fprintf(stderr,
                  "lrfind_dist: warning: --skip-begin %lld + --skip-end %lld leave %lld of %lld points for the "
                  "suggestion; there will be none\n",
                  static_cast<long long>(c.sweep.skip_begin), static_cast<long long>(c.sweep.skip_end),
                  static_cast<long long>(std::max<int64_t>(usable, 0)), static_cast<long long>(c.sweep.num_training));
   }
-  checkOutputPath(c.out, c.force, "--out");
-  if (!c.json.empty()) checkOutputPath(c.json, c.force, "--json");
-  if (!c.plot.empty()) checkOutputPath(c.plot, c.force, "--plot");
-
-  const int threads = c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = c.threads > 0 ? c.threads : world.defaultThreads();
   setComputeThreads(threads);
-  const c10::Device device = resolveDevice(c.device);
 
-  const Dataset data = loadData(c);
-  const finder::LossFn loss_fn = makeLoss(c.loss);  // validates the name before the model loads
-  const int64_t num_outputs = checkTargets(c, data);
-  LoadedModel loaded = loadModel(c.model, data, num_outputs, c.seed, device);
-  checkOutput(dryForward(*loaded.model, loaded.name, data, device), c, data, loaded.name);
+  Setup s;
+  s.plan.batch_size = c.batch_size;
+  s.plan.shuffle = c.shuffle;
+  s.plan.seed = c.seed;
+  s.plan.rank = world.rank();
+  s.plan.world = world.size();
+  // Phase 1: outputs (rank 0 writes them), device, data, targets.
+  agreeOnSuccess(world.comm(), [&] {
+    if (root) {
+      checkOutputPath(c.out, c.force, "--out");
+      if (!c.json.empty()) checkOutputPath(c.json, c.force, "--json");
+      if (!c.plot.empty()) checkOutputPath(c.plot, c.force, "--plot");
+    }
+    s.device = resolveDevice(c.device);
+    s.loss_fn = makeLoss(c.loss);
+    const int64_t batches_needed = c.sweep.num_training * c.sweep.accumulate;
+    s.data = c.data == "synthetic"
+                 ? makeSynthetic(c.seed)
+                 : loadHdf5(c.data, c.x_key, c.y_key,
+                            [&](int64_t samples) { return rowsUsed(samples, s.plan, batches_needed); });
+    s.num_outputs = checkTargets(c, s.data);
+    s.batches = std::make_unique<ShardedBatches>(s.data, s.plan, s.device);
+  });
+  if (s.data.has_labels && world.size() > 1) {
+    // Each rank saw only its rows: the model is sized by the largest label anywhere.
+    at::Tensor classes = at::full({1}, s.num_outputs, at::kLong);
+    world.comm().allreduce(classes, comm::AllreduceOptions{comm::ReduceOp::kMax});
+    s.num_outputs = classes.item<int64_t>();
+  }
+  // Phase 2: model, a dry forward pass against the data, optimizer.
+  agreeOnSuccess(world.comm(), [&] {
+    s.loaded = loadModel(c.model, s.data, s.num_outputs, c.seed, s.device);
+    checkOutput(dryForward(*s.loaded.model, s.loaded.name, s.data, s.device), c, s.data, s.loaded.name);
+    OptimizerConfig opt = c.optimizer;
+    opt.lr = c.sweep.min_lr;
+    s.optimizer = makeOptimizer(s.loaded.model->parameters(), opt);
+  });
 
-  OptimizerConfig opt = c.optimizer;
-  opt.lr = c.sweep.min_lr;
-  auto optimizer = makeOptimizer(loaded.model->parameters(), opt);
-
-  BatchPlan plan;
-  plan.batch_size = c.batch_size;
-  plan.shuffle = c.shuffle;
-  plan.seed = c.seed;
-  ShardedBatches batches(data, plan, device);
-
-  RunInfo info;
-  info.model = loaded.name;
-  info.data = data.source;
-  info.optimizer = opt.name;
+  RunInfo& info = s.info;
+  info.model = s.loaded.name;
+  info.data = s.data.source;
+  info.optimizer = c.optimizer.name;
   info.loss_fn = c.loss;
-  info.device = device.str();
+  info.device = s.device.str();
   info.batch_size = c.batch_size;
-  info.global_batch_size = c.batch_size * plan.world * c.sweep.accumulate;
+  info.global_batch_size = c.batch_size * world.size() * c.sweep.accumulate;
   info.seed = static_cast<int64_t>(c.seed);
-  info.world_size = plan.world;
+  info.world_size = world.size();
 
-  ResultsWriter writer(c.out, info, c.sweep);
-  ConsoleProgress progress(stderr, c.interactive.value_or(::isatty(STDERR_FILENO) != 0));
-  AsyncObserver writer_thread(writer);  // HDF5 appends and flushes off the training loop
+  // Rank 0 records; the others only train.
+  std::unique_ptr<ResultsWriter> writer;
+  std::unique_ptr<AsyncObserver> writer_thread;  // HDF5 appends and flushes off the training loop
+  std::unique_ptr<ConsoleProgress> progress;
   ObserverList observers;
-  observers.add(&writer_thread);
-  observers.add(&progress);
+  agreeOnSuccess(world.comm(), [&] {
+    if (!root) return;
+    writer = std::make_unique<ResultsWriter>(c.out, info, c.sweep);
+    writer_thread = std::make_unique<AsyncObserver>(*writer);
+    progress = std::make_unique<ConsoleProgress>(stderr, c.interactive.value_or(::isatty(STDERR_FILENO) != 0));
+    observers.add(writer_thread.get());
+    observers.add(progress.get());
+  });
   if (c.verbose) {
-    std::fprintf(stderr, "lrfind_dist: %s on %s, %lld samples, %d thread(s), results -> %s\n", loaded.name.c_str(),
-                 info.device.c_str(), static_cast<long long>(data.size()), threads, c.out.c_str());
+    std::fprintf(stderr, "lrfind_dist: rank %d/%d (local %d/%d, %s): %s on %s, %lld of %lld samples read, %d thread(s)\n",
+                 world.rank(), world.size(), world.localRank(), world.localSize(), world.comm().name().c_str(),
+                 s.loaded.name.c_str(), info.device.c_str(), static_cast<long long>(s.data.size()),
+                 static_cast<long long>(s.data.totalSamples()), threads);
   }
 
   finder::SweepContext context;
-  context.observer = &observers;
+  context.comm = &world.comm();
+  context.observer = root ? &observers : nullptr;
+  context.bucket_bytes = static_cast<std::size_t>(c.bucket_mb * 1024 * 1024);
+  context.check_consistency = c.check_consistency;
   finder::SweepResult result;
   try {
-    result = finder::runSweep(*loaded.model, *optimizer, batches, loss_fn, c.sweep, context);
+    result = finder::runSweep(*s.loaded.model, *s.optimizer, *s.batches, s.loss_fn, c.sweep, context);
   } catch (const CommError& e) {
-    throw CommError(concat(e.what(), " (steps so far in ", writer.currentPath(), ")"));
+    if (writer) throw CommError(concat(e.what(), " (steps so far in ", writer->currentPath(), ")"));
+    throw;
   }
+  if (!root) return kExitOk;
 
   if (!c.json.empty()) writeTextFile(c.json, renderJson(result, c.sweep, info, c.out), "--json");
   if (!c.plot.empty()) writeTextFile(c.plot, renderSvg(result, c.sweep, info), "--plot");
@@ -185,7 +230,7 @@ std::string versionText() {
                 " at run time\n",
                 "  HDF5 ", LRFIND_HDF5_VERSION, "\n",
                 "  compiler ", LRFIND_CXX_COMPILER, "\n",
-                "  communication backends: self\n");
+                "  communication backends: self, mpi (", comm::MpiEnvironment::libraryVersion(), ")\n");
 }
 
 }  // namespace lrfind::runtime

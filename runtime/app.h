@@ -22,7 +22,10 @@ struct RunConfig {
   int64_t batch_size = 32;
   uint64_t seed = 0;
   bool shuffle = true;
-  int threads = 0;  // 0: all cores
+  int threads = 0;  // 0: this rank's share of the node's cores
+  std::string backend = "auto";  // auto, self, mpi
+  double bucket_mb = 25;         // gradient bucket size
+  bool check_consistency = false;
   std::string device = "auto";
   std::string out = "lrfind.h5";
   std::string json;  // empty: no JSON

@@ -27,31 +27,30 @@ std::vector<int64_t> epochPermutation(int64_t n, uint64_t seed, int64_t epoch) {
   return perm;
 }
 
-ShardedBatches::ShardedBatches(const Dataset& data, const BatchPlan& plan, c10::Device device)
-    : data_(data), plan_(plan), device_(device) {
-  LRFIND_CHECK(plan.world >= 1 && plan.rank >= 0 && plan.rank < plan.world, "bad rank ",
-               plan.rank, " of ", plan.world);
+BatchIndexer::BatchIndexer(int64_t samples, const BatchPlan& plan, const std::string& source)
+    : samples_(samples), plan_(plan) {
+  LRFIND_CHECK(plan.world >= 1 && plan.rank >= 0 && plan.rank < plan.world, "bad rank ", plan.rank, " of ",
+               plan.world);
   LRFIND_INPUT_CHECK(plan.batch_size >= 1, "--batch-size must be >= 1, got ", plan.batch_size);
   const int64_t global_batch = plan.batch_size * plan.world;
-  LRFIND_INPUT_CHECK(data.size() >= global_batch, "--data ", data.source, " holds ", data.size(),
+  LRFIND_INPUT_CHECK(samples >= global_batch, "--data ", source, " holds ", samples,
                      " samples, fewer than one global batch (", plan.world, " rank(s) x --batch-size ",
                      plan.batch_size, " = ", global_batch, "); lower --batch-size or use more data");
 }
 
-int64_t ShardedBatches::sampleAt(int64_t position) {
-  const int64_t n = data_.size();
-  if (!plan_.shuffle) return position % n;
-  const int64_t epoch = position / n;
+int64_t BatchIndexer::sampleAt(int64_t position) {
+  if (!plan_.shuffle) return position % samples_;
+  const int64_t epoch = position / samples_;
   auto it = perms_.find(epoch);
   if (it == perms_.end()) {
     // Positions only move forward: epochs before this one are done with.
     perms_.erase(perms_.begin(), perms_.lower_bound(epoch));
-    it = perms_.emplace(epoch, epochPermutation(n, plan_.seed, epoch)).first;
+    it = perms_.emplace(epoch, epochPermutation(samples_, plan_.seed, epoch)).first;
   }
-  return it->second[static_cast<std::size_t>(position % n)];
+  return it->second[static_cast<std::size_t>(position % samples_)];
 }
 
-std::vector<int64_t> ShardedBatches::peekIndices() {
+std::vector<int64_t> BatchIndexer::peek() {
   std::vector<int64_t> idx(static_cast<std::size_t>(plan_.batch_size));
   const int64_t base = global_step_ * plan_.batch_size * plan_.world + plan_.rank;
   for (int64_t j = 0; j < plan_.batch_size; ++j) {
@@ -60,11 +59,28 @@ std::vector<int64_t> ShardedBatches::peekIndices() {
   return idx;
 }
 
+std::vector<int64_t> rowsUsed(int64_t samples, const BatchPlan& plan, int64_t batches) {
+  BatchIndexer indexer(samples, plan, "");
+  std::vector<char> used(static_cast<std::size_t>(samples), 0);
+  for (int64_t b = 0; b < batches; ++b) {
+    for (int64_t i : indexer.peek()) used[static_cast<std::size_t>(i)] = 1;
+    indexer.advance();
+  }
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < samples; ++i) {
+    if (used[static_cast<std::size_t>(i)]) rows.push_back(i);
+  }
+  return rows;
+}
+
+ShardedBatches::ShardedBatches(const Dataset& data, const BatchPlan& plan, c10::Device device)
+    : data_(data), indexer_(data.totalSamples(), plan, data.source), device_(device) {}
+
 finder::Batch ShardedBatches::next() {
-  const auto idx_vec = peekIndices();
-  ++global_step_;
-  at::Tensor idx = at::from_blob(const_cast<int64_t*>(idx_vec.data()),
-                                 {static_cast<int64_t>(idx_vec.size())}, at::kLong);
+  auto idx_vec = indexer_.peek();
+  indexer_.advance();
+  for (auto& i : idx_vec) i = data_.localRow(i);
+  at::Tensor idx = at::from_blob(idx_vec.data(), {static_cast<int64_t>(idx_vec.size())}, at::kLong);
   finder::Batch batch{data_.x.index_select(0, idx), data_.y.index_select(0, idx)};
   if (device_.type() != c10::DeviceType::CPU) {
     batch.input = batch.input.to(device_);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 #include <c10/core/Device.h>
@@ -25,24 +26,43 @@ struct BatchPlan {
   uint64_t seed = 0;
 };
 
+// The sample indices of this rank's batches, one batch after another.
+class BatchIndexer {
+ public:
+  // Throws InputError when `samples` is fewer than one global batch.
+  BatchIndexer(int64_t samples, const BatchPlan& plan, const std::string& source);
+
+  // This rank's next batch (global sample indices), without advancing.
+  std::vector<int64_t> peek();
+  void advance() { ++global_step_; }
+
+ private:
+  int64_t sampleAt(int64_t position);
+
+  int64_t samples_;
+  BatchPlan plan_;
+  int64_t global_step_ = 0;
+  std::map<int64_t, std::vector<int64_t>> perms_;  // epoch -> permutation (at most two live)
+};
+
+// Every sample this rank's first `batches` batches use, sorted and unique: the rows
+// it has to read.
+std::vector<int64_t> rowsUsed(int64_t samples, const BatchPlan& plan, int64_t batches);
+
 class ShardedBatches final : public finder::BatchSource {
  public:
-  // Throws InputError when the data holds fewer samples than one global batch.
+  // `data` holds every sample the plan uses (all of them, or the rows of rowsUsed()).
   ShardedBatches(const Dataset& data, const BatchPlan& plan, c10::Device device);
 
   finder::Batch next() override;
 
   // The sample indices of this rank's next batch, without advancing (for tests).
-  std::vector<int64_t> peekIndices();
+  std::vector<int64_t> peekIndices() { return indexer_.peek(); }
 
  private:
-  int64_t sampleAt(int64_t position);
-
   const Dataset& data_;
-  BatchPlan plan_;
+  BatchIndexer indexer_;
   c10::Device device_;
-  int64_t global_step_ = 0;
-  std::map<int64_t, std::vector<int64_t>> perms_;  // epoch -> permutation (at most two live)
 };
 
 // Epoch `epoch`'s permutation of 0 … n-1 for `seed` (Fisher–Yates over mt19937_64).

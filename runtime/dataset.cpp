@@ -1,5 +1,6 @@
 #include "runtime/dataset.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,16 @@
 #include "runtime/hdf5_handle.h"
 
 namespace lrfind::runtime {
+
+int64_t Dataset::localRow(int64_t i) const {
+  if (rows.empty()) {
+    LRFIND_CHECK(i >= 0 && i < size(), "sample ", i, " outside ", size());
+    return i;
+  }
+  const auto it = std::lower_bound(rows.begin(), rows.end(), i);
+  LRFIND_CHECK(it != rows.end() && *it == i, "sample ", i, " was not read on this rank");
+  return it - rows.begin();
+}
 
 int64_t Dataset::numClasses() const {
   LRFIND_CHECK(has_labels, "numClasses() of a dataset without labels");
@@ -30,6 +41,7 @@ Dataset makeSynthetic(uint64_t seed, const SyntheticSpec& spec) {
   for (auto& c : centers) c = static_cast<float>(1.5 * normal());
   Dataset d;
   d.source = "synthetic";
+  d.total = spec.samples;
   d.x = at::empty({spec.samples, spec.features}, at::kFloat);
   d.y = at::empty({spec.samples}, at::kLong);
   auto* x = d.x.data_ptr<float>();
@@ -95,27 +107,51 @@ RawDataset openDataset(hid_t file, const std::string& path, const std::string& k
   return raw;
 }
 
-at::Tensor readAll(const RawDataset& raw, hid_t mem_type, at::ScalarType dtype,
-                   const std::string& where) {
+// Reads `rows` (sorted, unique; empty: all) of `raw`, one hyperslab per run of
+// consecutive rows, into a tensor of dtype with rows.size() rows.
+at::Tensor readRows(const RawDataset& raw, hid_t mem_type, at::ScalarType dtype, const std::vector<int64_t>& rows,
+                    const std::string& where) {
   std::vector<int64_t> sizes(raw.dims.begin(), raw.dims.end());
+  const bool all = rows.empty();
+  if (!all) sizes[0] = static_cast<int64_t>(rows.size());
   at::Tensor t = at::empty(sizes, dtype);
-  if (t.numel() > 0) {
-    h5::check(H5Dread(raw.id.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()),
-              concat(where, ": read failed (file truncated or corrupt?)"));
+  if (t.numel() == 0) return t;
+  const std::string failed = concat(where, ": read failed (file truncated or corrupt?)");
+  if (all) {
+    h5::check(H5Dread(raw.id.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()), failed);
+    return t;
+  }
+  auto file_space = h5::dataspace(H5Dget_space(raw.id.get()), where);
+  const int64_t row_elems = t.numel() / sizes[0];
+  auto* base = static_cast<char*>(t.data_ptr());
+  std::vector<hsize_t> start(raw.dims.size(), 0), count(raw.dims);
+  for (std::size_t i = 0; i < rows.size();) {
+    std::size_t j = i + 1;
+    while (j < rows.size() && rows[j] == rows[j - 1] + 1) ++j;
+    start[0] = static_cast<hsize_t>(rows[i]);
+    count[0] = static_cast<hsize_t>(j - i);
+    h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+              where);
+    auto mem_space = h5::dataspace(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), where);
+    h5::check(H5Dread(raw.id.get(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT,
+                      base + static_cast<int64_t>(i) * row_elems * t.element_size()),
+              failed);
+    i = j;
   }
   return t;
 }
 
-void checkFinite(const at::Tensor& t, const std::string& where) {
+void checkFinite(const at::Tensor& t, const std::string& where, const std::function<int64_t(int64_t)>& sample) {
   if (t.numel() == 0 || at::isfinite(t).all().item<bool>()) return;
   const auto bad = at::nonzero(at::logical_not(at::isfinite(t)).reshape({t.size(0), -1}).any(1));
-  throw InputError(concat(where, " holds NaN or Inf (first at sample ", bad[0][0].item<int64_t>(),
+  throw InputError(concat(where, " holds NaN or Inf (first at sample ", sample(bad[0][0].item<int64_t>()),
                           "); clean the data before the sweep"));
 }
 
 }  // namespace
 
-Dataset loadHdf5(const std::string& path, const std::string& x_key, const std::string& y_key) {
+Dataset loadHdf5(const std::string& path, const std::string& x_key, const std::string& y_key,
+                 const RowPlan& plan) {
   h5::silenceErrors();
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -159,16 +195,22 @@ Dataset loadHdf5(const std::string& path, const std::string& x_key, const std::s
   Dataset d;
   d.source = path;
   d.has_labels = labels;
-  d.x = readAll(x, H5T_NATIVE_FLOAT, at::kFloat, xw);
-  checkFinite(d.x, xw);
+  d.total = static_cast<int64_t>(x.dims[0]);
+  if (plan) {
+    d.rows = plan(d.total);
+    if (static_cast<int64_t>(d.rows.size()) == d.total) d.rows.clear();  // everything: no map needed
+  }
+  auto global = [&d](int64_t local) { return d.rows.empty() ? local : d.rows[static_cast<std::size_t>(local)]; };
+  d.x = readRows(x, H5T_NATIVE_FLOAT, at::kFloat, d.rows, xw);
+  checkFinite(d.x, xw, global);
   if (labels) {
-    d.y = readAll(y, H5T_NATIVE_INT64, at::kLong, yw);
+    d.y = readRows(y, H5T_NATIVE_INT64, at::kLong, d.rows, yw);
     const int64_t min_label = d.y.min().item<int64_t>();
     LRFIND_INPUT_CHECK(min_label >= 0, yw, " holds a negative label (", min_label,
                        "); labels must be 0 … classes-1");
   } else {
-    d.y = readAll(y, H5T_NATIVE_FLOAT, at::kFloat, yw);
-    checkFinite(d.y, yw);
+    d.y = readRows(y, H5T_NATIVE_FLOAT, at::kFloat, d.rows, yw);
+    checkFinite(d.y, yw, global);
   }
   return d;
 }

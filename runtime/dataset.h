@@ -6,6 +6,7 @@
 // shape [samples, ...]. Inputs are converted to float32, labels to int64.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,11 +19,21 @@ struct Dataset {
   at::Tensor y;         // int64 [n] when has_labels, else float32 [n, ...]
   bool has_labels = true;
   std::string source;   // "synthetic" or the file path
+  // Rows held, as sorted global sample indices; empty: all of them, in order.
+  std::vector<int64_t> rows;
+  int64_t total = 0;    // samples in the whole dataset
 
+  // Rows held in memory.
   int64_t size() const { return x.size(0); }
-  // Largest label + 1 (has_labels only).
+  int64_t totalSamples() const { return total; }
+  // Where global sample `i` sits in x and y; throws if this dataset does not hold it.
+  int64_t localRow(int64_t i) const;
+  // Largest label held + 1 (has_labels only).
   int64_t numClasses() const;
 };
+
+// Given the number of samples in the file, the sorted unique rows to read.
+using RowPlan = std::function<std::vector<int64_t>(int64_t samples)>;
 
 struct SyntheticSpec {
   int64_t samples = 4096;
@@ -33,10 +44,11 @@ struct SyntheticSpec {
 // Gaussian blobs, one per class, seeded: the same seed gives the same bits everywhere.
 Dataset makeSynthetic(uint64_t seed, const SyntheticSpec& spec = {});
 
-// Reads and validates `x_key`/`y_key` from `path`. Throws InputError with one line
-// naming the file, the dataset and what to do.
-Dataset loadHdf5(const std::string& path, const std::string& x_key = "x",
-                 const std::string& y_key = "y");
+// Reads and validates `x_key`/`y_key` from `path`: every row, or only the rows `plan`
+// asks for (hyperslab reads; the rest of the file is never read). Throws InputError
+// with one line naming the file, the dataset and what to do.
+Dataset loadHdf5(const std::string& path, const std::string& x_key = "x", const std::string& y_key = "y",
+                 const RowPlan& plan = {});
 
 // Throws InputError when a label is >= num_outputs (the model's output width).
 void checkLabelsFit(const Dataset& data, int64_t num_outputs, const std::string& model_name);

@@ -1,0 +1,45 @@
+#pragma once
+// Communicator over MPI for CPU tensors (float32/64, int32/64, uint8).
+//
+// The constructor duplicates the parent communicator (MPI_COMM_WORLD by default), so
+// lrfind's traffic never mixes with a host application's, and sets MPI_ERRORS_RETURN on
+// the duplicate: every failed call becomes a CommError naming the call, the MPI error
+// string and the rank. Requires an initialized MPI (MpiEnvironment). Collectives follow
+// the Communicator contract; calls come from the thread that initialized MPI.
+// mpi.h stays out of this header.
+
+#include <memory>
+
+#include "comm/communicator.h"
+
+namespace lrfind::comm {
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // `parent` is an MPI_Comm passed as void* (nullptr: MPI_COMM_WORLD).
+  explicit MpiCommunicator(void* parent = nullptr);
+  ~MpiCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override { return "mpi"; }
+
+  // Processes of this world on the same node (MPI_COMM_TYPE_SHARED).
+  int localRank() const { return local_rank_; }
+  int localSize() const { return local_size_; }
+
+  void allreduce(at::Tensor& tensor, const AllreduceOptions& opts = {}) override;
+  void broadcast(at::Tensor& tensor, const BroadcastOptions& opts = {}) override;
+  void gather(const at::Tensor& input, at::Tensor& output, const GatherOptions& opts = {}) override;
+  void barrier() override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int rank_ = 0;
+  int size_ = 1;
+  int local_rank_ = 0;
+  int local_size_ = 1;
+};
+
+}  // namespace lrfind::comm

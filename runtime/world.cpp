@@ -1,0 +1,136 @@
+#include "runtime/world.h"
+
+#include <sched.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include <ATen/ATen.h>
+
+#include "comm/errors.h"
+#include "comm/mpi_communicator.h"
+#include "comm/mpi_environment.h"
+#include "comm/self_communicator.h"
+
+namespace lrfind::runtime {
+namespace {
+
+int intVar(const char* (*get)(const char*), const char* name) {
+  const char* v = get(name);
+  if (v == nullptr || *v == '\0') return -1;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return (end != nullptr && *end == '\0' && n >= 0) ? static_cast<int>(n) : -1;
+}
+
+const char* processEnv(const char* name) { return std::getenv(name); }
+
+}  // namespace
+
+LauncherInfo detectLauncher(const char* (*get)(const char*)) {
+  if (get == nullptr) get = processEnv;
+  LauncherInfo info;
+  if (intVar(get, "OMPI_COMM_WORLD_SIZE") >= 0) {
+    info.launcher = "openmpi";
+    info.rank = intVar(get, "OMPI_COMM_WORLD_RANK");
+    info.size = intVar(get, "OMPI_COMM_WORLD_SIZE");
+    info.local_rank = intVar(get, "OMPI_COMM_WORLD_LOCAL_RANK");
+    info.local_size = intVar(get, "OMPI_COMM_WORLD_LOCAL_SIZE");
+  } else if (intVar(get, "SLURM_STEP_NUM_TASKS") >= 0) {
+    // srun sets the step variables; a batch script's own environment (SLURM_NTASKS)
+    // describes the allocation, not a launch, so it does not count.
+    info.launcher = "slurm";
+    info.rank = intVar(get, "SLURM_PROCID");
+    info.size = intVar(get, "SLURM_STEP_NUM_TASKS");
+    info.local_rank = intVar(get, "SLURM_LOCALID");
+  } else if (intVar(get, "PMI_SIZE") >= 0) {
+    info.launcher = "mpich";
+    info.rank = intVar(get, "PMI_RANK");
+    info.size = intVar(get, "PMI_SIZE");
+    info.local_rank = intVar(get, "MPI_LOCALRANKID");
+    info.local_size = intVar(get, "MPI_LOCALNRANKS");
+  }
+  return info;
+}
+
+World::World(const std::string& backend) : launcher_(detectLauncher()) {
+  LRFIND_INPUT_CHECK(backend == "auto" || backend == "self" || backend == "mpi",
+                     "--backend must be auto, self or mpi; got \"", backend, "\"");
+  const bool launched = launcher_.size > 1;
+  LRFIND_INPUT_CHECK(!(backend == "self" && launched), "--backend self, but ", launcher_.launcher, " started ",
+                     launcher_.size, " ranks: each would sweep alone and write the same files; use --backend mpi "
+                     "or auto");
+  if (backend == "self" || (backend == "auto" && !launched)) {
+    comm_ = std::make_unique<comm::SelfCommunicator>();
+    return;
+  }
+  mpi_ = std::make_unique<comm::MpiEnvironment>();
+  auto mpi = std::make_unique<comm::MpiCommunicator>();
+  if (launcher_.size >= 0) {
+    LRFIND_INPUT_CHECK(mpi->size() == launcher_.size, launcher_.launcher, " started ", launcher_.size,
+                       " ranks but MPI sees a world of ", mpi->size(),
+                       " (an srun without PMI support starts singletons: try srun --mpi=pmix, or mpirun)");
+    LRFIND_INPUT_CHECK(launcher_.rank < 0 || mpi->rank() == launcher_.rank, "MPI rank ", mpi->rank(),
+                       " differs from the launcher's rank ", launcher_.rank);
+  }
+  if (launcher_.local_rank >= 0 && launcher_.local_rank != mpi->localRank()) {
+    std::fprintf(stderr, "lrfind_dist: warning: rank %d: node-local rank %d from MPI, %d from %s; using MPI's\n",
+                 mpi->rank(), mpi->localRank(), launcher_.local_rank, launcher_.launcher.c_str());
+  }
+  local_rank_ = mpi->localRank();
+  local_size_ = mpi->localSize();
+  comm_ = std::move(mpi);
+}
+
+World::~World() { comm_.reset(); }
+
+int World::defaultThreads() const {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                          : static_cast<int>(std::thread::hardware_concurrency());
+  // The affinity mask may already be per-rank (srun --cpu-bind, mpirun --bind-to):
+  // divide only when this rank can see all of the node's CPUs.
+  const int node_cpus = static_cast<int>(std::thread::hardware_concurrency());
+  if (cpus >= node_cpus && local_size_ > 1) cpus /= local_size_;
+  return std::max(1, cpus);
+}
+
+void agreeOnSuccess(comm::Communicator& comm, const std::function<void()>& body) {
+  int code = 0;  // 0 ok, 1 failure, 2 input error
+  std::string message;
+  try {
+    body();
+  } catch (const InputError& e) {
+    code = 2;
+    message = e.what();
+  } catch (const std::exception& e) {
+    code = 1;
+    message = e.what();
+  }
+  if (comm.size() == 1) {
+    if (code == 2) throw InputError(message);
+    if (code == 1) throw Error(message);
+    return;
+  }
+  // The lowest failing rank and its code, then its message.
+  at::Tensor who = at::full({1}, static_cast<int64_t>(code != 0 ? comm.rank() : comm.size()), at::kLong);
+  comm.allreduce(who, comm::AllreduceOptions{comm::ReduceOp::kMin});
+  const auto failing = static_cast<int>(who.item<int64_t>());
+  if (failing == comm.size()) return;
+  constexpr int64_t kBytes = 1024;
+  at::Tensor buffer = at::zeros({kBytes + 1}, at::kByte);
+  if (comm.rank() == failing) {
+    buffer.data_ptr<uint8_t>()[0] = static_cast<uint8_t>(code);
+    std::memcpy(buffer.data_ptr<uint8_t>() + 1, message.data(), std::min<std::size_t>(message.size(), kBytes - 1));
+  }
+  comm.broadcast(buffer, comm::BroadcastOptions{failing});
+  const std::string text =
+      concat("rank ", failing, ": ", reinterpret_cast<const char*>(buffer.data_ptr<uint8_t>() + 1));
+  if (buffer.data_ptr<uint8_t>()[0] == 2) throw InputError(text);
+  throw Error(text);
+}
+
+}  // namespace lrfind::runtime

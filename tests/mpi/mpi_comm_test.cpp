@@ -1,0 +1,90 @@
+// The MPI backend against hand-computed results, at whatever world size mpirun gives.
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "comm/errors.h"
+#include "comm/grad_sync.h"
+#include "comm/mpi_communicator.h"
+
+namespace lrfind::comm {
+namespace {
+
+class MpiComm : public ::testing::Test {
+ protected:
+  MpiCommunicator comm;
+  int r = comm.rank();
+  int w = comm.size();
+};
+
+TEST_F(MpiComm, AllreduceSumMinMaxByHand) {
+  at::Tensor f = at::full({5}, static_cast<float>(r + 1));
+  comm.allreduce(f);
+  EXPECT_TRUE(at::equal(f, at::full({5}, w * (w + 1) / 2.0f)));  // 1 + 2 + … + W
+  at::Tensor d = at::arange(3, at::kDouble) + r;
+  comm.allreduce(d, AllreduceOptions{ReduceOp::kMax});
+  EXPECT_TRUE(at::equal(d, at::arange(3, at::kDouble) + (w - 1)));
+  at::Tensor l = at::full({2}, static_cast<int64_t>(10 - r), at::kLong);
+  comm.allreduce(l, AllreduceOptions{ReduceOp::kMin});
+  EXPECT_EQ(l[1].item<int64_t>(), 10 - (w - 1));
+}
+
+TEST_F(MpiComm, BroadcastFromEveryRoot) {
+  for (int root = 0; root < w; ++root) {
+    at::Tensor t = at::full({4}, static_cast<double>(r == root ? 100 + root : -1), at::kDouble);
+    comm.broadcast(t, BroadcastOptions{root});
+    EXPECT_TRUE(at::equal(t, at::full({4}, 100.0 + root, at::kDouble))) << "root " << root;
+  }
+}
+
+TEST_F(MpiComm, GatherPutsRankRAtItsSlot) {
+  at::Tensor in = at::full({3}, static_cast<double>(r), at::kDouble);
+  at::Tensor out = r == 0 ? at::zeros({3 * w}, at::kDouble) : at::Tensor();
+  comm.gather(in, out);
+  if (r == 0) {
+    for (int k = 0; k < w; ++k) EXPECT_EQ(out[3 * k + 2].item<double>(), k);
+  }
+}
+
+TEST_F(MpiComm, ErrorsNameTheProblem) {
+  at::Tensor half = at::zeros({2}, at::kHalf);
+  EXPECT_THROW(comm.allreduce(half), CommError);
+  at::Tensor t = at::zeros({2});
+  EXPECT_THROW(comm.broadcast(t, BroadcastOptions{w}), Error);
+  comm.barrier();
+}
+
+// Rank r's gradients are (r+1)·g, so the average is g·(W+1)/2, by hand.
+void checkAveraging(MpiCommunicator& comm, const std::vector<std::vector<int64_t>>& shapes, std::size_t bucket_bytes,
+                    std::size_t expected_buckets) {
+  const int r = comm.rank(), w = comm.size();
+  std::vector<at::Tensor> params, base;
+  for (std::size_t i = 0; i < shapes.size(); ++i) {
+    auto p = at::zeros(shapes[i]).set_requires_grad(true);
+    auto g = at::arange(p.numel(), at::kFloat).reshape(shapes[i]) * 0.5 + 10.0 * static_cast<double>(i);
+    base.push_back(g);
+    p.mutable_grad() = g * static_cast<double>(r + 1);
+    params.push_back(p);
+  }
+  GradientAverager avg(comm, params, bucket_bytes);
+  EXPECT_EQ(avg.numBuckets(), expected_buckets);
+  avg.average();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    EXPECT_TRUE(at::allclose(params[i].grad(), base[i] * ((w + 1) / 2.0), 1e-6, 1e-6)) << "parameter " << i;
+  }
+}
+
+TEST_F(MpiComm, GradientAveragingBucketsSmallerThanAParameter) {
+  checkAveraging(comm, {{10, 10}, {7}}, 16 * sizeof(float), 7);
+}
+
+TEST_F(MpiComm, GradientAveragingOneParameterPerBucket) {
+  checkAveraging(comm, {{4, 4}, {4, 4}, {4, 4}}, 16 * sizeof(float), 3);
+}
+
+TEST_F(MpiComm, GradientAveragingManyParametersInOneBucket) {
+  checkAveraging(comm, {{3}, {5, 2}, {1}, {2, 2, 2}, {64, 32}}, 25u << 20, 1);
+}
+
+}  // namespace
+}  // namespace lrfind::comm

@@ -1,0 +1,127 @@
+// The sweep over MPI: equivalence with one process, identical parameters, errors and
+// stop decisions agreed by every rank.
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "comm/errors.h"
+#include "comm/mpi_communicator.h"
+#include "comm/self_communicator.h"
+#include "finder/sweep.h"
+#include "runtime/batches.h"
+#include "runtime/dataset.h"
+#include "runtime/factories.h"
+
+namespace lrfind {
+namespace {
+
+constexpr int64_t kGlobalBatch = 32;
+
+struct SweepRun {
+  finder::SweepResult result;
+  std::vector<at::Tensor> final_params;
+};
+
+// Same data and initial weights everywhere; `world` ranks of batch kGlobalBatch / W.
+SweepRun sweep(comm::Communicator& comm, const finder::SweepOptions& options, const finder::SweepContext& extra = {}) {
+  const auto data = runtime::makeSynthetic(0);
+  torch::manual_seed(0);
+  torch::nn::Sequential net(torch::nn::Linear(32, 64), torch::nn::ReLU(), torch::nn::Linear(64, 10));
+  auto model = finder::makeModel(net);
+  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(1e-4).momentum(0.5));
+  runtime::BatchPlan plan;
+  plan.batch_size = kGlobalBatch / comm.size();
+  plan.rank = comm.rank();
+  plan.world = comm.size();
+  plan.shuffle = false;
+  runtime::ShardedBatches batches(data, plan, c10::Device(c10::DeviceType::CPU));
+  finder::SweepContext ctx = extra;
+  ctx.comm = &comm;
+  SweepRun run;
+  run.result = finder::runSweep(*model, opt, batches, runtime::makeLoss("cross_entropy"), options, ctx);
+  for (auto& p : model->parameters()) run.final_params.push_back(p.detach().clone());
+  return run;
+}
+
+uint64_t checksum(const std::vector<at::Tensor>& params) {
+  uint64_t h = 1469598103934665603ULL;
+  for (const auto& p : params) {
+    const auto* b = static_cast<const unsigned char*>(p.data_ptr());
+    for (std::size_t i = 0; i < p.nbytes(); ++i) h = (h ^ b[i]) * 1099511628211ULL;
+  }
+  return h;
+}
+
+// Min and max of a value over all ranks.
+std::pair<int64_t, int64_t> extremes(comm::Communicator& comm, int64_t v) {
+  at::Tensor lo = at::full({1}, v, at::kLong), hi = lo.clone();
+  comm.allreduce(lo, comm::AllreduceOptions{comm::ReduceOp::kMin});
+  comm.allreduce(hi, comm::AllreduceOptions{comm::ReduceOp::kMax});
+  return {lo.item<int64_t>(), hi.item<int64_t>()};
+}
+
+TEST(MpiSweep, EqualsOneProcessWithTheGlobalBatch) {
+  comm::MpiCommunicator comm;
+  finder::SweepOptions o;
+  o.min_lr = 1e-4;
+  o.max_lr = 1.0;
+  o.num_training = 60;
+  o.restore_state = false;  // keep the final weights to compare them across ranks
+  const SweepRun dist = sweep(comm, o);
+  EXPECT_EQ(dist.result.world_size, comm.size());
+  // Every rank applied the same averaged gradients: bitwise equal parameters.
+  const auto [lo, hi] = extremes(comm, static_cast<int64_t>(checksum(dist.final_params) >> 1));
+  EXPECT_EQ(lo, hi) << "final parameters differ across ranks";
+  if (comm.rank() != 0) return;
+  comm::SelfCommunicator self;
+  const SweepRun single = sweep(self, o);
+  ASSERT_EQ(single.result.stepsCompleted(), dist.result.stepsCompleted());
+  for (int64_t k = 0; k < single.result.stepsCompleted(); ++k) {
+    EXPECT_EQ(single.result.lr[k], dist.result.lr[k]) << k;
+    const double a = single.result.loss_raw[k], b = dist.result.loss_raw[k];
+    EXPECT_LT(std::abs(a - b) / std::abs(a), 1e-5) << "step " << k << ": " << a << " vs " << b;
+    // The global mean is the mean of the ranks' means (equal batch sizes).
+    double mean = 0;
+    for (double v : dist.result.loss_per_rank[k]) mean += v / comm.size();
+    EXPECT_NEAR(mean, b, 1e-12 * b) << k;
+  }
+  for (std::size_t m = 0; m < single.result.suggestions.size(); ++m) {
+    EXPECT_EQ(single.result.suggestions[m].index, dist.result.suggestions[m].index)
+        << finder::toString(single.result.suggestions[m].method);
+  }
+}
+
+TEST(MpiSweep, ErrorOnOneRankEndsEveryRankWithItsMessage) {
+  comm::MpiCommunicator comm;
+  const int bad = comm.size() - 1;
+  finder::SweepContext ctx;
+  ctx.before_step = [&](int64_t step) {
+    if (comm.rank() == bad && step == 5) throw std::runtime_error("injected fault");
+  };
+  try {
+    sweep(comm, finder::SweepOptions{}, ctx);
+    ADD_FAILURE() << "rank " << comm.rank() << " finished a sweep that failed elsewhere";
+  } catch (const CommError& e) {
+    EXPECT_EQ(std::string(e.what()), concat("rank ", bad, ", step 5: injected fault"));
+  }
+  comm.barrier();  // every rank got here: nobody hangs
+}
+
+TEST(MpiSweep, DivergenceStopsEveryRankAtTheSameStep) {
+  comm::MpiCommunicator comm;
+  finder::SweepOptions o;
+  o.min_lr = 1e-3;
+  o.max_lr = 1e4;
+  finder::SweepContext ctx;
+  ctx.check_consistency = true;
+  const SweepRun run = sweep(comm, o, ctx);
+  EXPECT_EQ(run.result.stop_reason, finder::StopReason::kDiverged);
+  EXPECT_LT(run.result.stepsCompleted(), o.num_training);
+  const auto [lo, hi] = extremes(comm, run.result.stepsCompleted());
+  EXPECT_EQ(lo, hi);
+}
+
+}  // namespace
+}  // namespace lrfind
