@@ -8,69 +8,44 @@
 
 namespace lrfind::comm {
 
-GradientAverager::GradientAverager(Communicator& comm, std::vector<at::Tensor> params,
-                                   std::size_t bucket_bytes)
-    : comm_(comm), params_(std::move(params)) {
-  if (comm_.size() == 1 || params_.empty()) {
-    return;
-  }
-  const auto options = params_.front().options();
-  const auto elem_size = static_cast<int64_t>(params_.front().element_size());
-  const int64_t capacity = std::max<int64_t>(1, static_cast<int64_t>(bucket_bytes) / elem_size);
+GradientAverager::GradientAverager(Communicator& comm, std::vector<at::Tensor> params, std::size_t bucket_bytes,
+                                   bool loss_prescaled)
+    : comm_(comm), params_(std::move(params)), loss_prescaled_(loss_prescaled) {
+  if (comm_.size() == 1 || params_.empty()) return;
+  const auto& first = params_.front();
+  int64_t total = 0;
   for (const auto& p : params_) {
-    LRFIND_CHECK(p.scalar_type() == options.dtype().toScalarType() && p.device() == options.device(),
+    LRFIND_CHECK(p.scalar_type() == first.scalar_type() && p.device() == first.device(),
                  "gradient averaging needs one dtype and device for all parameters");
+    total += p.numel();
   }
-
-  // Walk the concatenation of all parameters and cut it every `capacity` elements.
-  Bucket current;
-  int64_t filled = 0;
-  auto close_bucket = [&] {
-    current.buffer = at::empty({filled}, options);
-    buckets_.push_back(std::move(current));
-    current = Bucket{};
-    filled = 0;
-  };
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    int64_t offset = 0;
-    const int64_t numel = params_[i].numel();
-    while (offset < numel) {
-      const int64_t take = std::min(numel - offset, capacity - filled);
-      current.segments.push_back({i, offset, take, filled});
-      offset += take;
-      filled += take;
-      if (filled == capacity) {
-        close_bucket();
-      }
-    }
+  flat_ = at::zeros({total}, first.options().requires_grad(false));
+  int64_t offset = 0;
+  for (auto& p : params_) {
+    views_.push_back(flat_.narrow(0, offset, p.numel()).view(p.sizes()));
+    offset += p.numel();
   }
-  if (filled > 0) {
-    close_bucket();
+  const int64_t capacity =
+      std::max<int64_t>(1, static_cast<int64_t>(bucket_bytes) / static_cast<int64_t>(first.element_size()));
+  for (int64_t start = 0; start < total; start += capacity) {
+    buckets_.push_back(flat_.narrow(0, start, std::min(capacity, total - start)));
   }
 }
 
 void GradientAverager::average() {
-  if (comm_.size() == 1) {
-    return;
-  }
-  const double inv_world = 1.0 / comm_.size();
-  for (auto& p : params_) {
-    if (!p.grad().defined()) {
-      p.mutable_grad() = at::zeros_like(p);
+  if (comm_.size() == 1 || params_.empty()) return;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const at::Tensor& grad = params_[i].grad();
+    if (grad.defined() && grad.data_ptr() == views_[i].data_ptr()) continue;  // backward wrote into the view
+    if (grad.defined()) {
+      views_[i].copy_(grad);
+    } else {
+      views_[i].zero_();
     }
+    params_[i].mutable_grad() = views_[i];
   }
-  for (auto& bucket : buckets_) {
-    for (const auto& s : bucket.segments) {
-      bucket.buffer.narrow(0, s.bucket_off, s.numel)
-          .copy_(params_[s.param].grad().view({-1}).narrow(0, s.offset, s.numel));
-    }
-    comm_.allreduce(bucket.buffer);
-    bucket.buffer.mul_(inv_world);
-    for (const auto& s : bucket.segments) {
-      params_[s.param].mutable_grad().view({-1}).narrow(0, s.offset, s.numel)
-          .copy_(bucket.buffer.narrow(0, s.bucket_off, s.numel));
-    }
-  }
+  for (auto& bucket : buckets_) comm_.allreduce(bucket);
+  if (!loss_prescaled_) flat_.div_(static_cast<double>(comm_.size()));
 }
 
 }  // namespace lrfind::comm

@@ -30,8 +30,12 @@ double secondsSince(Clock::time_point t0) {
 }
 
 // Runs forward/backward for one optimizer step; returns the summed loss and samples.
+// The loss is divided by accumulate·world before backward: the summed gradients over
+// micro-batches and ranks are then the gradient of the global mean (powers of two
+// divide exactly), and averaging needs no extra pass.
 std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const LossFn& loss_fn,
-                                          int64_t accumulate) {
+                                          int64_t accumulate, int world) {
+  const double scale = 1.0 / static_cast<double>(accumulate * world);
   double loss_sum = 0;
   double samples = 0;
   for (int64_t m = 0; m < accumulate; ++m) {
@@ -40,7 +44,7 @@ std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const
                  "the data source returned an empty batch");
     at::Tensor loss = loss_fn(model.forward(batch.input), batch.target);
     LRFIND_CHECK(loss.numel() == 1, "the loss must be a scalar, got shape ", loss.sizes());
-    (accumulate > 1 ? loss / static_cast<double>(accumulate) : loss).backward();
+    (scale != 1.0 ? loss * scale : loss).backward();
     const auto n = static_cast<double>(batch.input.size(0));
     loss_sum += loss.item<double>() * n;
     samples += n;
@@ -99,7 +103,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
     at::NoGradGuard no_grad;
     for (auto& p : params) comm.broadcast(p);
   }
-  comm::GradientAverager averager(comm, params, context.bucket_bytes);
+  comm::GradientAverager averager(comm, params, context.bucket_bytes, /*loss_prescaled=*/true);
 
   SweepResult result;
   result.method = options.suggest;
@@ -127,14 +131,18 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
     const auto t0 = Clock::now();
     const double step_lr = lr;
     for (auto& group : optimizer.param_groups()) group.options().set_lr(step_lr);
-    optimizer.zero_grad();
+    // In place, like LibTorch 1.x's zero_grad(), but without its detach_(), which
+    // refuses the bucket views the gradients are after the first averaging.
+    for (auto& p : params) {
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    }
 
     std::string local_error = is_root ? observer_error : std::string();
     double loss_sum = 0.0, samples = 0.0;
     if (local_error.empty()) {
       try {
         if (context.before_step) context.before_step(k);
-        std::tie(loss_sum, samples) = forwardBackward(model, data, loss_fn, options.accumulate);
+        std::tie(loss_sum, samples) = forwardBackward(model, data, loss_fn, options.accumulate, world);
       } catch (const std::exception& e) {
         local_error = e.what();
       }

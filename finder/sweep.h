@@ -4,12 +4,14 @@
 // Per step k (every rank, in lockstep):
 //   1. set lr_k on every param group (rank 0's decision; lr_0 = min_lr);
 //   2. forward/backward on `accumulate` micro-batches of this rank's BatchSource
-//      (loss / accumulate, so gradients are those of the mean);
+//      (loss / (accumulate·world), so the gradients summed over ranks are those of the
+//      global mean);
 //   3. gather {loss sum, samples, status} to rank 0 — a rank that failed still sends,
 //      with its status set;
 //   4. rank 0 computes the global mean loss, smooths it, applies the stop rule and
 //      broadcasts {continue|stop, next lr, reason, failing rank};
-//   5. on continue: average gradients (bucketed) and take the optimizer step.
+//   5. on continue: sum gradients over ranks (bucketed, in place) and take the
+//      optimizer step.
 // Deciding before the update means no update is ever applied from a step that some
 // rank failed, and every rank leaves the loop after the same broadcast.
 //

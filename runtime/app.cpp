@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include <torch/cuda.h>
@@ -66,6 +67,21 @@ void checkOutput(const at::Tensor& out, const RunConfig& c, const Dataset& data,
                        out.numel() / out.size(0), " values per sample but the targets in --data ", data.source,
                        " have ", per_sample);
   }
+}
+
+// LRFIND_FAULT_INJECT=<rank>:<step> makes that rank throw before that step's forward
+// pass: how the tests (and users checking their cluster setup) exercise the error path.
+finder::StepHook faultInjection(int rank) {
+  const char* spec = std::getenv("LRFIND_FAULT_INJECT");
+  if (spec == nullptr) return {};
+  int fault_rank = -1;
+  long long fault_step = -1;
+  LRFIND_INPUT_CHECK(std::sscanf(spec, "%d:%lld", &fault_rank, &fault_step) == 2,
+                     "LRFIND_FAULT_INJECT must be <rank>:<step>, got \"", spec, "\"");
+  if (fault_rank != rank) return {};
+  return [fault_step](int64_t step) {
+    if (step == fault_step) throw std::runtime_error("fault injected by LRFIND_FAULT_INJECT");
+  };
 }
 
 // Everything the sweep needs on this rank, built in two agreed phases.
@@ -175,6 +191,7 @@ int runChecked(const RunConfig& c) {
   context.observer = root ? &observers : nullptr;
   context.bucket_bytes = static_cast<std::size_t>(c.bucket_mb * 1024 * 1024);
   context.check_consistency = c.check_consistency;
+  context.before_step = faultInjection(world.rank());
   finder::SweepResult result;
   try {
     result = finder::runSweep(*s.loaded.model, *s.optimizer, *s.batches, s.loss_fn, c.sweep, context);

@@ -3,6 +3,7 @@
 
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -32,11 +33,11 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-// Runs lrfind_dist with `args` in `dir`.
-CliResult runCli(const TempDir& dir, const std::string& args) {
+// Runs lrfind_dist with `args` in `dir`; `launcher` goes in front (e.g. "mpirun -np 2").
+CliResult runCli(const TempDir& dir, const std::string& args, const std::string& launcher = "") {
   const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
-  const std::string cmd = "cd '" + dir.path().string() + "' && '" LRFIND_DIST_PATH "' --threads 1 " + args + " >'" +
-                          out + "' 2>'" + err + "'";
+  const std::string cmd = "cd '" + dir.path().string() + "' && " + launcher + " '" LRFIND_DIST_PATH "' --threads 1 " +
+                          args + " >'" + out + "' 2>'" + err + "'";
   const int status = std::system(cmd.c_str());
   CliResult r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -222,6 +223,74 @@ TEST(Cli, CudaWithoutAGpuIsAnInputError) {
   const auto r = runCli(dir, "--device cuda");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace lrfind
+
+namespace lrfind {
+namespace {
+
+// mpirun as CI runs it: as root, oversubscribed on a 2-core machine.
+std::string mpirun(int np) {
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  ::setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+  return "timeout 120 '" LRFIND_MPIEXEC "' -np " + std::to_string(np);
+}
+
+TEST(MpiCli, RanksWithSmallerBatchesEqualOneProcess) {
+  TempDir dir;
+  lrfind::testing::writeClassification(dir.file("d.h5"), 700, 16, 10);
+  saveScriptModel(dir.file("m.pt"), 16, 10);
+  const std::string common =
+      "--model m.pt --data d.h5 --optimizer sgd --momentum 0.9 --min-lr 1e-4 --max-lr 1 --num-training 60 "
+      "--no-shuffle --plot '' ";
+  ASSERT_EQ(runCli(dir, common + "--batch-size 32 --out one.h5").code, 0);
+  const auto one = runtime::readResults(dir.file("one.h5"));
+  for (int np : {2, 4}) {
+    const std::string out = "np" + std::to_string(np) + ".h5";
+    const auto r = runCli(dir, common + "--check-consistency --batch-size " + std::to_string(32 / np) + " --out " + out,
+                          mpirun(np));
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto d = runtime::readResults(dir.file(out));
+    EXPECT_EQ(d.numbers.at("world_size"), np);
+    EXPECT_EQ(d.numbers.at("global_batch_size"), 32);
+    ASSERT_EQ(d.loss_raw.size(), one.loss_raw.size()) << np;
+    for (std::size_t k = 0; k < d.loss_raw.size(); ++k) {
+      EXPECT_EQ(d.lr[k], one.lr[k]);
+      EXPECT_LT(std::abs(d.loss_raw[k] - one.loss_raw[k]) / one.loss_raw[k], 1e-5) << "np " << np << " step " << k;
+      EXPECT_EQ(d.loss_per_rank[k].size(), static_cast<std::size_t>(np));
+    }
+    EXPECT_EQ(d.suggestions, one.suggestions) << np;
+  }
+}
+
+TEST(MpiCli, FaultOnOneRankEndsEveryRankWithOneMessage) {
+  TempDir dir;
+  ::setenv("LRFIND_FAULT_INJECT", "1:5", 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = runCli(dir, "--num-training 50", mpirun(2));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ::unsetenv("LRFIND_FAULT_INJECT");
+  EXPECT_NE(r.code, 0);
+  EXPECT_LT(seconds, 10.0) << "every rank must be gone within 10 s";
+  const std::string line = "lrfind_dist: error: rank 1, step 5: fault injected by LRFIND_FAULT_INJECT";
+  std::size_t count = 0;
+  for (std::size_t at = r.err.find(line); at != std::string::npos; at = r.err.find(line, at + 1)) ++count;
+  EXPECT_EQ(count, 2u) << "both ranks print the same line:\n" << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("lrfind.h5.partial"))) << "rank 0 keeps the steps done";
+  EXPECT_EQ(runtime::readResults(dir.file("lrfind.h5.partial")).strings.at("stop_reason"), "error");
+}
+
+TEST(MpiCli, SetupErrorsAreAgreedAndExitTwo) {
+  TempDir dir;
+  const auto r = runCli(dir, "--out no/such/dir/r.h5", mpirun(2));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("rank 0: --out no/such/dir/r.h5"), std::string::npos) << r.err;
+  const auto self = runCli(dir, "--backend self", mpirun(2));
+  EXPECT_EQ(self.code, 2);
+  EXPECT_NE(self.err.find("--backend self, but openmpi started 2 ranks"), std::string::npos) << self.err;
 }
 
 }  // namespace

@@ -82,6 +82,29 @@ TEST(GradientAverager, ManyParametersInOneBucket) {
   expectAveraged(params, 2.25);
 }
 
+TEST(GradientAverager, GradientsBecomeViewsOfTheBucketsAndStayThere) {
+  MirrorCommunicator comm(1.0);  // average = 1x
+  auto params = makeParams({{6}, {2, 3}});
+  GradientAverager avg(comm, params, 4 * sizeof(float));  // 12 elements, 3 buckets
+  avg.average();
+  const void* first = params[0].grad().data_ptr();
+  const void* second = params[1].grad().data_ptr();
+  EXPECT_EQ(static_cast<const float*>(second), static_cast<const float*>(first) + 6) << "one flat buffer";
+  // What backward does: accumulate in place into the existing gradient.
+  params[1].mutable_grad().add_(1.0);
+  avg.average();
+  EXPECT_EQ(params[1].grad().data_ptr(), second) << "no copy, no reallocation";
+  EXPECT_TRUE(at::allclose(params[1].grad(), at::arange(6, at::kFloat).reshape({2, 3}) + 1001));
+}
+
+TEST(GradientAverager, PrescaledLossNeedsNoDivision) {
+  MirrorCommunicator comm(1.0);  // the other rank's gradients equal ours: the sum is 2x
+  auto params = makeParams({{5}});
+  GradientAverager avg(comm, params, kDefaultBucketBytes, /*loss_prescaled=*/true);
+  avg.average();
+  expectAveraged(params, 2.0);
+}
+
 TEST(GradientAverager, MissingGradientsContributeZeros) {
   MirrorCommunicator comm(1.0);
   auto params = makeParams({{3}, {2}});
