@@ -91,10 +91,11 @@ ResultsWriter::ResultsWriter(std::string path, const RunInfo& info,
                              const finder::SweepOptions& options)
     : path_(std::move(path)), current_(partialPath(path_)), info_(info), options_(options) {
   h5::silenceErrors();
-  // The 1.10 format indexes 1-D unlimited datasets with an extensible array, which
-  // makes the per-step append and flush cheap; h5py and HDF5 >= 1.10 read it.
+  // At most the 1.8 file format: 1.10's superblock marks a file open for writing, and
+  // after a crash HDF5 and h5py then refuse <out>.partial until someone runs h5clear.
+  // The 1.8 format leaves a killed job's file readable as it is.
   auto fapl = h5::plist(H5Pcreate(H5P_FILE_ACCESS), "file access properties");
-  h5::check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_LATEST), "libver bounds");
+  h5::check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18), "libver bounds");
   file_ = h5::file(H5Fcreate(current_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
                    concat("--out ", path_, ": cannot create ", current_));
 }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -215,6 +216,34 @@ TEST(Cli, TooFewPointsWarnsAndStillSucceeds) {
   const auto p = runCli(dir, "--num-training 8 --print-lr --out p.h5 --plot ''");
   EXPECT_EQ(p.code, 0);
   EXPECT_EQ(p.out, "") << "no number on stdout when there is no suggestion";
+}
+
+TEST(Cli, KilledRunLeavesAReadablePartialFile) {
+  TempDir dir;
+  const std::string pid_file = dir.file("pid");
+  const std::string cmd = "cd '" + dir.path().string() + "' || exit 1; '" LRFIND_DIST_PATH
+                          "' --threads 1 --num-training 200000 --early-stop-threshold none --max-lr 1e-3 "
+                          ">/dev/null 2>&1 & echo $! > pid";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const auto partial = dir.file("lrfind.h5.partial");
+  // Wait (at most 60 s) until some steps are on disk: the file grows with every flush.
+  for (int i = 0; i < 600; ++i) {
+    std::error_code ec;
+    if (std::filesystem::file_size(partial, ec) > 40000 && !ec) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::string pid = slurp(pid_file);
+  while (!pid.empty() && std::isspace(static_cast<unsigned char>(pid.back()))) pid.pop_back();
+  ASSERT_FALSE(pid.empty());
+  ASSERT_EQ(std::system(("kill -9 " + pid + " && sleep 0.3").c_str()), 0);
+  const auto d = runtime::readResults(partial);
+  EXPECT_EQ(d.numbers.at("complete"), 0);
+  EXPECT_EQ(d.strings.at("stop_reason"), "running");
+  EXPECT_GT(d.lr.size(), 0u);
+  // steps_completed is written after the rows of its step: it never exceeds them.
+  EXPECT_LE(d.numbers.at("steps_completed"), static_cast<double>(d.lr.size()));
+  EXPECT_GE(d.numbers.at("steps_completed"), static_cast<double>(d.lr.size()) - 1);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("lrfind.h5")));
 }
 
 TEST(Cli, CudaWithoutAGpuIsAnInputError) {

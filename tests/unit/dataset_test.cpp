@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <limits>
+#include <set>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -163,6 +164,44 @@ TEST(Hdf5Dataset, RejectsMissingTruncatedAndForeignFiles) {
   std::filesystem::resize_file(cut, size / 2);
   EXPECT_NE(loadError(cut), "") << "a truncated file must not load";
   EXPECT_EQ(loadError(good), "");
+}
+
+TEST(Hdf5Dataset, ReadsOnlyThePlannedRows) {
+  TempDir dir;
+  lrfind::testing::writeClassification(dir.file("d.h5"), 50, 3, 5);
+  const Dataset all = loadHdf5(dir.file("d.h5"));
+  int64_t asked_for = -1;
+  const std::vector<int64_t> rows = {0, 1, 2, 7, 20, 21, 49};  // runs of 3, 1, 2, 1
+  const Dataset part = loadHdf5(dir.file("d.h5"), "x", "y", [&](int64_t samples) {
+    asked_for = samples;
+    return rows;
+  });
+  EXPECT_EQ(asked_for, 50);
+  EXPECT_EQ(part.size(), 7);
+  EXPECT_EQ(part.totalSamples(), 50);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(part.localRow(rows[i]), static_cast<int64_t>(i));
+    EXPECT_TRUE(at::equal(part.x[static_cast<int64_t>(i)], all.x[rows[i]])) << rows[i];
+    EXPECT_EQ(part.y[static_cast<int64_t>(i)].item<int64_t>(), all.y[rows[i]].item<int64_t>());
+  }
+  EXPECT_THROW(part.localRow(3), Error);
+}
+
+TEST(Batches, RowsUsedAreExactlyWhatTheBatchesTouch) {
+  BatchPlan plan;
+  plan.batch_size = 4;
+  plan.rank = 1;
+  plan.world = 3;
+  plan.seed = 11;
+  const auto rows = rowsUsed(1000, plan, 5);
+  BatchIndexer indexer(1000, plan, "test");
+  std::set<int64_t> touched;
+  for (int b = 0; b < 5; ++b) {
+    for (int64_t i : indexer.peek()) touched.insert(i);
+    indexer.advance();
+  }
+  EXPECT_EQ(rows, std::vector<int64_t>(touched.begin(), touched.end()));
+  EXPECT_EQ(rows.size(), 20u);  // 5 batches of 4 distinct samples in one epoch
 }
 
 TEST(Hdf5Dataset, LabelsMustFitTheModel) {
