@@ -243,11 +243,14 @@ int run(const RunConfig& config) {
 
 std::string versionText() {
   return concat("lrfind ", LRFIND_VERSION, " (", LRFIND_BUILD_TYPE, ")\n",
-                "  LibTorch ", TORCH_VERSION, ", CUDA ", torch::cuda::is_available() ? "available" : "not available",
-                " at run time\n",
-                "  HDF5 ", LRFIND_HDF5_VERSION, "\n",
-                "  compiler ", LRFIND_CXX_COMPILER, "\n",
-                "  communication backends: self, mpi (", comm::MpiEnvironment::libraryVersion(), ")\n");
+                "  LibTorch ", TORCH_VERSION, " (", LRFIND_TORCH_HAS_CUDA ? "with" : "without",
+                " CUDA; a GPU is ", torch::cuda::is_available() ? "" : "not ", "usable now)\n",
+                "  CUDA toolkit ", LRFIND_HAVE_CUDA_TOOLKIT ? LRFIND_CUDA_TOOLKIT_VERSION : "not found", ", NCCL ",
+                LRFIND_HAVE_NCCL ? LRFIND_NCCL_VERSION : "not found",
+                " at build time (the NCCL backend is not part of this version)\n",
+                "  MPI: ", comm::MpiEnvironment::libraryVersion(), " (MPI ", LRFIND_MPI_VERSION, ")\n",
+                "  HDF5 ", LRFIND_HDF5_VERSION, ", compiler ", LRFIND_CXX_COMPILER, "\n",
+                "  communication backends: self, mpi\n");
 }
 
 }  // namespace lrfind::runtime
