@@ -1,12 +1,12 @@
 #include "finder/sweep.h"
 
 #include <chrono>
-#include <cstring>
 #include <optional>
 
 #include <ATen/ATen.h>
 #include <torch/optim/optimizer.h>
 
+#include "comm/collectives.h"
 #include "comm/errors.h"
 #include "comm/grad_sync.h"
 #include "comm/self_communicator.h"
@@ -21,7 +21,6 @@ namespace {
 enum LocalSlot { kLossSum = 0, kSamples, kFailed, kLocalSlots };
 // What rank 0 broadcasts back.
 enum DecisionSlot { kStop = 0, kNextLr, kReason, kFailingRank, kDecisionSlots };
-constexpr int64_t kMaxErrorBytes = 1024;
 
 using Clock = std::chrono::steady_clock;
 
@@ -50,17 +49,6 @@ std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const
     samples += n;
   }
   return {loss_sum, samples};
-}
-
-// Broadcasts `message` from `root` (truncated to kMaxErrorBytes) and returns it.
-std::string shareMessage(comm::Communicator& comm, int root, const std::string& message) {
-  at::Tensor buffer = at::zeros({kMaxErrorBytes}, at::kByte);
-  if (comm.rank() == root) {
-    std::memcpy(buffer.data_ptr(), message.data(),
-                std::min<std::size_t>(message.size(), kMaxErrorBytes - 1));
-  }
-  comm.broadcast(buffer, comm::BroadcastOptions{root});
-  return std::string(static_cast<const char*>(buffer.data_ptr()));
 }
 
 // FNV-1a over the parameters' bytes; ranks compare min and max of it.
@@ -186,7 +174,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       const int failing = static_cast<int>(d[kFailingRank]);
       result.stop_reason = StopReason::kError;
       result.error = concat("rank ", failing, ", step ", k, ": ",
-                            shareMessage(comm, failing, local_error));
+                            comm::broadcastText(comm, failing, local_error));
       break;
     }
     if (d[kStop] == 0.0) {

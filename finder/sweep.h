@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/grad_sync.h"
 #include "finder/model.h"
 #include "finder/options.h"
 #include "finder/result.h"
@@ -45,7 +46,7 @@ struct SweepContext {
   comm::Communicator* comm = nullptr;   // nullptr: a world of one
   SweepObserver* observer = nullptr;
   StepHook before_step;
-  std::size_t bucket_bytes = 25u << 20;
+  std::size_t bucket_bytes = comm::kDefaultBucketBytes;
   // After the last step, compare a checksum of the parameters across ranks (before the
   // restore) and fail with CommError if any rank differs.
   bool check_consistency = false;

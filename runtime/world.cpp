@@ -3,12 +3,12 @@
 #include <sched.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <thread>
 
 #include <ATen/ATen.h>
 
+#include "comm/collectives.h"
 #include "comm/errors.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
@@ -120,16 +120,11 @@ void agreeOnSuccess(comm::Communicator& comm, const std::function<void()>& body)
   comm.allreduce(who, comm::AllreduceOptions{comm::ReduceOp::kMin});
   const auto failing = static_cast<int>(who.item<int64_t>());
   if (failing == comm.size()) return;
-  constexpr int64_t kBytes = 1024;
-  at::Tensor buffer = at::zeros({kBytes + 1}, at::kByte);
-  if (comm.rank() == failing) {
-    buffer.data_ptr<uint8_t>()[0] = static_cast<uint8_t>(code);
-    std::memcpy(buffer.data_ptr<uint8_t>() + 1, message.data(), std::min<std::size_t>(message.size(), kBytes - 1));
-  }
-  comm.broadcast(buffer, comm::BroadcastOptions{failing});
-  const std::string text =
-      concat("rank ", failing, ": ", reinterpret_cast<const char*>(buffer.data_ptr<uint8_t>() + 1));
-  if (buffer.data_ptr<uint8_t>()[0] == 2) throw InputError(text);
+  // The failing rank's exit code travels as the first character of its message.
+  const std::string shared =
+      comm::broadcastText(comm, failing, comm.rank() == failing ? std::to_string(code) + message : std::string());
+  const std::string text = concat("rank ", failing, ": ", shared.substr(1));
+  if (shared[0] == '2') throw InputError(text);
   throw Error(text);
 }
 
