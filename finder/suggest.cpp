@@ -134,8 +134,9 @@ std::vector<double> gradient(const std::vector<double>& y, const std::vector<dou
   return g;
 }
 
-Suggestion suggest(SuggestMethod method, const SuggestInput& in) {
-  const Points p = usablePoints(in);
+namespace {
+
+Suggestion suggestOn(SuggestMethod method, const Points& p, const SuggestInput& in) {
   if (p.size() < 2) {
     Suggestion s;
     s.method = method;
@@ -156,9 +157,14 @@ Suggestion suggest(SuggestMethod method, const SuggestInput& in) {
   return {};
 }
 
+}  // namespace
+
+Suggestion suggest(SuggestMethod method, const SuggestInput& in) { return suggestOn(method, usablePoints(in), in); }
+
 std::vector<Suggestion> suggestAll(const SuggestInput& in) {
+  const Points p = usablePoints(in);  // filtered once for all methods
   std::vector<Suggestion> out;
-  for (auto m : allSuggestMethods()) out.push_back(suggest(m, in));
+  for (auto m : allSuggestMethods()) out.push_back(suggestOn(m, p, in));
   return out;
 }
 

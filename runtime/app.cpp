@@ -173,7 +173,7 @@ int runChecked(const RunConfig& c) {
   ObserverList observers;
   agreeOnSuccess(world.comm(), [&] {
     if (!root) return;
-    writer = std::make_unique<ResultsWriter>(c.out, info, c.sweep);
+    writer = std::make_unique<ResultsWriter>(c.out, info);
     writer_thread = std::make_unique<AsyncObserver>(*writer);
     progress = std::make_unique<ConsoleProgress>(stderr, c.interactive.value_or(::isatty(STDERR_FILENO) != 0));
     observers.add(writer_thread.get());

@@ -87,9 +87,8 @@ void checkOutputPath(const std::string& path, bool force, const std::string& fla
                      ": exists; pass --force to overwrite it or choose another name");
 }
 
-ResultsWriter::ResultsWriter(std::string path, const RunInfo& info,
-                             const finder::SweepOptions& options)
-    : path_(std::move(path)), current_(partialPath(path_)), info_(info), options_(options) {
+ResultsWriter::ResultsWriter(std::string path, const RunInfo& info)
+    : path_(std::move(path)), current_(partialPath(path_)), info_(info) {
   h5::silenceErrors();
   // At most the 1.8 file format: 1.10's superblock marks a file open for writing, and
   // after a crash HDF5 and h5py then refuse <out>.partial until someone runs h5clear.
@@ -103,7 +102,6 @@ ResultsWriter::ResultsWriter(std::string path, const RunInfo& info,
 ResultsWriter::~ResultsWriter() = default;
 
 void ResultsWriter::onStart(const finder::SweepOptions& options, int world_size) {
-  options_ = options;
   world_ = world_size;
   const hid_t f = file_.get();
   series_.clear();

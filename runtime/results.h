@@ -39,7 +39,7 @@ std::string partialPath(const std::string& path);
 
 class ResultsWriter final : public finder::SweepObserver {
  public:
-  ResultsWriter(std::string path, const RunInfo& info, const finder::SweepOptions& options);
+  ResultsWriter(std::string path, const RunInfo& info);
   ~ResultsWriter() override;
 
   void onStart(const finder::SweepOptions& options, int world_size) override;
@@ -55,7 +55,6 @@ class ResultsWriter final : public finder::SweepObserver {
   std::string path_;
   std::string current_;
   RunInfo info_;
-  finder::SweepOptions options_;
   h5::Id file_;
   // Open for the whole sweep: lr, loss, loss_raw, step_seconds, loss_per_rank.
   std::vector<h5::Id> series_;

@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<runtime::AsyncObserver> writer_thread;
     finder::SweepContext ctx;
     if (with_file) {  // as lrfind_dist does it
-      writer = std::make_unique<runtime::ResultsWriter>(out, info, o);
+      writer = std::make_unique<runtime::ResultsWriter>(out, info);
       writer_thread = std::make_unique<runtime::AsyncObserver>(*writer);
       ctx.observer = writer_thread.get();
     }

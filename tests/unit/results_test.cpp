@@ -67,7 +67,7 @@ TEST(Results, RoundTripThroughHdf5) {
   TempDir dir;
   const auto out = dir.file("r.h5");
   const auto o = options();
-  ResultsWriter w(out, info(), o);
+  ResultsWriter w(out, info());
   auto r = drive(w, o, 25);
   r.stop_reason = finder::StopReason::kDiverged;
   r.suggestions = finder::suggestAll({r.lr, r.loss, o.mode, o.skip_begin, o.skip_end});
@@ -112,7 +112,7 @@ TEST(Results, PartialFileIsReadableMidSweep) {
   TempDir dir;
   const auto out = dir.file("r.h5");
   const auto o = options();
-  ResultsWriter w(out, info(), o);
+  ResultsWriter w(out, info());
   drive(w, o, 7);
   // The writer still holds the file open: what a killed job leaves behind.
   const ResultsData d = readResults(partialPath(out));
@@ -127,7 +127,7 @@ TEST(Results, ErrorEndStaysPartial) {
   TempDir dir;
   const auto out = dir.file("r.h5");
   const auto o = options();
-  ResultsWriter w(out, info(), o);
+  ResultsWriter w(out, info());
   auto r = drive(w, o, 3);
   r.stop_reason = finder::StopReason::kError;
   r.error = "rank 1, step 3: bad batch";
