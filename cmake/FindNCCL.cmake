@@ -1,12 +1,13 @@
 # FindNCCL: locates NVIDIA's NCCL.
 #
-# Searches NCCL_HOME (CMake variable or environment), CUDA's toolkit root, and
+# Searches NCCL_HOME (CMake variable or environment; a pip nvidia-nccl package works,
+# its libnccl.so.2 included), CUDA's toolkit root, and
 # /usr/local/cuda. Defines NCCL_FOUND, NCCL_VERSION (from nccl.h), NCCL_INCLUDE_DIR,
 # NCCL_LIBRARY, and the imported target NCCL::NCCL.
 
 set(_nccl_hints ${NCCL_HOME} $ENV{NCCL_HOME} ${CUDAToolkit_LIBRARY_ROOT} /usr/local/cuda)
 find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${_nccl_hints} PATH_SUFFIXES include)
-find_library(NCCL_LIBRARY NAMES nccl HINTS ${_nccl_hints} PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu)
+find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${_nccl_hints} PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu)
 
 if(NCCL_INCLUDE_DIR AND EXISTS "${NCCL_INCLUDE_DIR}/nccl.h")
   file(STRINGS "${NCCL_INCLUDE_DIR}/nccl.h" _nccl_version_lines REGEX "^#define NCCL_(MAJOR|MINOR|PATCH) ")

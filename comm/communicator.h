@@ -6,6 +6,9 @@
 //   same order, with tensors of the same dtype and shape (the size of a gather's
 //   output excepted, see below). A rank that failed locally still makes the call and
 //   reports its failure in the data it sends; no rank leaves the sequence alone.
+// - Ordering: host backends (self, MPI) finish a call before it returns. Device
+//   backends (NCCL) enqueue it on the device's current stream, so later work on that
+//   stream sees the result, and synchronize() waits, bounded, for everything issued.
 // - Tensors are contiguous. Which devices a backend accepts is its own contract
 //   (self: any; MPI: CPU; NCCL: CUDA).
 // - One thread per communicator at a time; a communicator is not thread-safe.
@@ -53,6 +56,9 @@ class Communicator {
   virtual void gather(const at::Tensor& input, at::Tensor& output,
                       const GatherOptions& opts = {}) = 0;
   virtual void barrier() = 0;
+  // Returns once every collective issued so far has completed (a no-op on host
+  // backends). Throws CommError rather than wait past the backend's timeout.
+  virtual void synchronize() {}
 };
 
 }  // namespace lrfind::comm

@@ -46,6 +46,9 @@ void GradientAverager::average() {
   }
   for (auto& bucket : buckets_) comm_.allreduce(bucket);
   if (!loss_prescaled_) flat_.div_(static_cast<double>(comm_.size()));
+  // Device backends return before the data moved; bound the wait here rather than let
+  // the next step block forever on a collective that never finishes.
+  comm_.synchronize();
 }
 
 }  // namespace lrfind::comm

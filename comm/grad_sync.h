@@ -14,7 +14,8 @@
 // bucket size, and calls average() at the same point of each step. All parameters share
 // a device and a dtype. With `loss_prescaled`, the caller has already divided its loss
 // by the world size, so the sum over ranks is the average and no division pass is
-// needed. A world of one does no work at all.
+// needed. A world of one does no work at all. average() returns once the sums are
+// complete (Communicator::synchronize), so a stalled device collective becomes an error.
 
 #include <cstddef>
 #include <vector>

@@ -77,6 +77,9 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
   validate(options);
   comm::SelfCommunicator self;
   comm::Communicator& comm = context.comm != nullptr ? *context.comm : self;
+  comm::Communicator& tensor_comm = context.tensor_comm != nullptr ? *context.tensor_comm : comm;
+  LRFIND_CHECK(tensor_comm.size() == comm.size() && tensor_comm.rank() == comm.rank(),
+               "the tensor communicator must span the same ranks as the control communicator");
   const int rank = comm.rank();
   const int world = comm.size();
   const bool is_root = rank == 0;
@@ -89,9 +92,10 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
   std::vector<at::Tensor> params = model.parameters();
   if (world > 1) {
     at::NoGradGuard no_grad;
-    for (auto& p : params) comm.broadcast(p);
+    for (auto& p : params) tensor_comm.broadcast(p);
+    tensor_comm.synchronize();
   }
-  comm::GradientAverager averager(comm, params, context.bucket_bytes, /*loss_prescaled=*/true);
+  comm::GradientAverager averager(tensor_comm, params, context.bucket_bytes, /*loss_prescaled=*/true);
 
   SweepResult result;
   result.method = options.suggest;

@@ -43,7 +43,10 @@ namespace lrfind::finder {
 using StepHook = std::function<void(int64_t step)>;
 
 struct SweepContext {
-  comm::Communicator* comm = nullptr;   // nullptr: a world of one
+  comm::Communicator* comm = nullptr;   // control messages (host tensors); nullptr: a world of one
+  // The model's own tensors: the start-up parameter broadcast and gradient averaging.
+  // NCCL (or host staging) for a model on a GPU; nullptr: `comm`. Same ranks as `comm`.
+  comm::Communicator* tensor_comm = nullptr;
   SweepObserver* observer = nullptr;
   StepHook before_step;
   std::size_t bucket_bytes = comm::kDefaultBucketBytes;

@@ -51,7 +51,8 @@ int main(int argc, char** argv) {
   const auto* model_group = "Model and data";
   app.add_option("--model", c.model, "Built-in model (mlp, cnn) or a TorchScript file (torch.jit.script(m).save(path))")
       ->capture_default_str()->group(model_group);
-  app.add_option("--data", c.data, "HDF5 file with inputs and targets, or 'synthetic' (seeded built-in set)")
+  app.add_option("--data", c.data, "HDF5 file with inputs and targets, or a seeded built-in set: 'synthetic' (4096 x 32 features, "
+                 "10 classes) or 'synthetic-images' (4096 x 16 x 16, 10 classes; for --model cnn)")
       ->capture_default_str()->group(model_group);
   app.add_option("--x-key", c.x_key, "HDF5 dataset of inputs: float32/float64, [samples, features...]")
       ->capture_default_str()->group(model_group);
@@ -107,8 +108,16 @@ int main(int argc, char** argv) {
       ->capture_default_str()->group(run_group);
   app.add_flag("--check-consistency", c.check_consistency,
                "Compare a checksum of the parameters across ranks after the sweep")->group(run_group);
-  app.add_option("--device", c.device, "auto (CUDA if visible, else CPU), cpu or cuda")
+  app.add_option("--device", c.device,
+                 "auto (CUDA if LibTorch has it and a GPU is visible, else CPU), cpu or cuda. "
+                 "On CUDA, rank r uses GPU (node-local rank mod visible GPUs) and gradients are averaged with NCCL")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str()->group(run_group);
+  app.add_flag("--allow-gpu-sharing", c.allow_gpu_sharing,
+               "Let several ranks of a node share one GPU (more ranks than GPUs); gradients then travel "
+               "through host memory over MPI instead of NCCL")->group(run_group);
+  app.add_option("--comm-timeout", c.comm_timeout_s,
+                 "Seconds an NCCL collective may take before the job stops with an error instead of hanging")
+      ->capture_default_str()->group(run_group);
   app.add_option("--out", c.out, "HDF5 results file (written as <out>.partial, renamed when done)")
       ->capture_default_str()->group(run_group);
   app.add_option("--json", c.json, "Also write a JSON summary here [default: none]")->group(run_group);

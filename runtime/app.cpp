@@ -2,17 +2,22 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
+#include <map>
 
 #include <torch/cuda.h>
 #include <torch/optim/optimizer.h>
 #include <torch/utils.h>
 #include <torch/version.h>
 
+#include "comm/cuda_info.h"
 #include "comm/errors.h"
 #include "comm/mpi_environment.h"
+#include "comm/staged_communicator.h"
 #include "finder/sweep.h"
 #include "lrfind/config.h"
 #include "runtime/async_observer.h"
@@ -25,21 +30,91 @@
 #include "runtime/threads.h"
 #include "runtime/world.h"
 
+#if LRFIND_HAVE_NCCL
+#include "comm/nccl_communicator.h"
+#endif
+
 namespace lrfind::runtime {
 namespace {
 
-c10::Device resolveDevice(const std::string& name) {
+// --device: auto = CUDA when LibTorch has it and a GPU is visible. On CUDA, node-local
+// rank r takes visible GPU r mod count (with one GPU per rank through
+// CUDA_VISIBLE_DEVICES, as srun --gpus-per-task does, every rank takes its GPU 0).
+c10::Device resolveDevice(const std::string& name, int local_rank) {
+  LRFIND_INPUT_CHECK(name == "auto" || name == "cpu" || name == "cuda", "--device must be auto, cpu or cuda; got \"",
+                     name, "\"");
   if (name == "cpu") return c10::Device(c10::DeviceType::CPU);
-  if (name == "cuda") {
-    LRFIND_INPUT_CHECK(torch::cuda::is_available(), "--device cuda: no CUDA GPU is usable (",
-                       torch::cuda::device_count() == 0 ? "none visible, or LibTorch built without CUDA"
-                                                        : "CUDA unavailable",
-                       "); use --device cpu or auto");
-    return c10::Device(c10::DeviceType::CUDA, 0);
+  const bool usable = torch::cuda::is_available();
+  if (name == "auto" && !usable) return c10::Device(c10::DeviceType::CPU);
+  LRFIND_INPUT_CHECK(usable, "--device cuda: no usable CUDA GPU (",
+                     LRFIND_TORCH_HAS_CUDA ? "none visible to this process; check CUDA_VISIBLE_DEVICES and the driver"
+                                           : "this LibTorch was built without CUDA",
+                     "); use --device cpu or auto");
+  const auto gpus = static_cast<int>(torch::cuda::device_count());
+  return c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(local_rank % gpus));
+}
+
+// Every rank's physical GPU, compared on rank 0: two ranks on one GPU need
+// --allow-gpu-sharing (NCCL cannot put two ranks on one device). Collective; returns
+// whether any GPU is shared, on every rank.
+bool checkGpuSharing(comm::Communicator& comm, const c10::Device& device, const std::string& flag, bool allowed) {
+  constexpr int64_t kKeyBytes = 128;
+  std::string key;
+  if (device.is_cuda()) {
+    char host[64] = {0};
+    ::gethostname(host, sizeof(host) - 1);
+    std::string bus = comm::cudaDeviceBusId(device.index());
+    if (bus.empty()) bus = concat("cuda:", static_cast<int>(device.index()));
+    key = concat(host, " GPU ", bus).substr(0, kKeyBytes - 1);
   }
-  LRFIND_INPUT_CHECK(name == "auto", "--device must be auto, cpu or cuda; got \"", name, "\"");
-  return torch::cuda::is_available() ? c10::Device(c10::DeviceType::CUDA, 0)
-                                     : c10::Device(c10::DeviceType::CPU);
+  at::Tensor mine = at::zeros({kKeyBytes}, at::kByte);
+  std::memcpy(mine.data_ptr(), key.data(), key.size());
+  at::Tensor all = comm.rank() == 0 ? at::zeros({comm.size() * kKeyBytes}, at::kByte) : at::Tensor();
+  comm.gather(mine, all);
+  at::Tensor shared = at::zeros({2}, at::kLong);  // {first rank, second rank} + 1 on one GPU
+  std::string where;
+  if (comm.rank() == 0) {
+    std::map<std::string, int> owner;
+    const auto* bytes = reinterpret_cast<const char*>(all.data_ptr());
+    for (int r = 0; r < comm.size() && shared[0].item<int64_t>() == 0; ++r) {
+      const std::string k(bytes + r * kKeyBytes);
+      if (k.empty()) continue;
+      const auto [it, fresh] = owner.emplace(k, r);
+      if (!fresh) {
+        shared[0] = it->second + 1;
+        shared[1] = r + 1;
+        where = k;
+      }
+    }
+  }
+  agreeOnSuccess(comm, [&] {
+    if (comm.rank() != 0 || shared[0].item<int64_t>() == 0 || allowed) return;
+    throw InputError(concat("--device ", flag, ": ranks ",
+                            shared[0].item<int64_t>() - 1, " and ", shared[1].item<int64_t>() - 1, " would share ",
+                            where, " (more ranks on a node than GPUs visible to them); start one rank per GPU, "
+                            "pass --allow-gpu-sharing (slower: gradients go through host memory), or use --device cpu"));
+  });
+  comm.broadcast(shared);
+  return shared[0].item<int64_t>() != 0;
+}
+
+// The communicator for the model's tensors: none needed on CPU or in a world of one;
+// NCCL for one GPU per rank; host staging over MPI when ranks share a GPU.
+std::unique_ptr<comm::Communicator> makeTensorComm(comm::Communicator& control, const c10::Device& device,
+                                                   bool gpu_shared, double timeout_s) {
+  if (!device.is_cuda() || control.size() == 1) return nullptr;
+  if (gpu_shared) return std::make_unique<comm::StagedCommunicator>(control);
+#if LRFIND_HAVE_NCCL
+  comm::NcclOptions options;
+  options.device = device.index();
+  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  return std::make_unique<comm::NcclCommunicator>(control, options);
+#else
+  (void)timeout_s;
+  throw InputError(concat("--device cuda with ", control.size(),
+                          " ranks averages gradients with NCCL, and this build has none (configure with "
+                          "-DLRFIND_WITH_NCCL=ON and NCCL_HOME set); or use --device cpu"));
+#endif
 }
 
 // The loss and the targets must fit each other, and the model's output both.
@@ -103,6 +178,7 @@ int runChecked(const RunConfig& c) {
   LRFIND_INPUT_CHECK(c.batch_size >= 1, "--batch-size must be >= 1, got ", c.batch_size);
   LRFIND_INPUT_CHECK(c.threads >= 0, "--threads must be >= 0, got ", c.threads);
   LRFIND_INPUT_CHECK(c.bucket_mb > 0, "--bucket-mb must be > 0, got ", c.bucket_mb);
+  LRFIND_INPUT_CHECK(c.comm_timeout_s > 0, "--comm-timeout must be > 0 seconds, got ", c.comm_timeout_s);
 
   World world(c.backend);
   const bool root = world.rank() == 0;
@@ -130,16 +206,19 @@ int runChecked(const RunConfig& c) {
       if (!c.json.empty()) checkOutputPath(c.json, c.force, "--json");
       if (!c.plot.empty()) checkOutputPath(c.plot, c.force, "--plot");
     }
-    s.device = resolveDevice(c.device);
+    s.device = resolveDevice(c.device, world.localRank());
     s.loss_fn = makeLoss(c.loss);
     const int64_t batches_needed = c.sweep.num_training * c.sweep.accumulate;
-    s.data = c.data == "synthetic"
-                 ? makeSynthetic(c.seed)
+    const auto synthetic = syntheticSpec(c.data);
+    s.data = synthetic ? makeSynthetic(c.seed, *synthetic)
                  : loadHdf5(c.data, c.x_key, c.y_key,
                             [&](int64_t samples) { return rowsUsed(samples, s.plan, batches_needed); });
     s.num_outputs = checkTargets(c, s.data);
     s.batches = std::make_unique<ShardedBatches>(s.data, s.plan, s.device);
   });
+  const bool gpu_shared = checkGpuSharing(world.comm(), s.device, c.device, c.allow_gpu_sharing);
+  std::unique_ptr<comm::Communicator> tensor_comm =
+      makeTensorComm(world.comm(), s.device, gpu_shared, c.comm_timeout_s);
   if (s.data.has_labels && world.size() > 1) {
     // Each rank saw only its rows: the model is sized by the largest label anywhere.
     at::Tensor classes = at::full({1}, s.num_outputs, at::kLong);
@@ -180,14 +259,16 @@ int runChecked(const RunConfig& c) {
     observers.add(progress.get());
   });
   if (c.verbose) {
-    std::fprintf(stderr, "lrfind_dist: rank %d/%d (local %d/%d, %s): %s on %s, %lld of %lld samples read, %d thread(s)\n",
+    std::fprintf(stderr, "lrfind_dist: rank %d/%d (local %d/%d, %s, gradients %s): %s on %s, %lld of %lld samples read, %d thread(s)\n",
                  world.rank(), world.size(), world.localRank(), world.localSize(), world.comm().name().c_str(),
+                 tensor_comm ? tensor_comm->name().c_str() : world.comm().name().c_str(),
                  s.loaded.name.c_str(), info.device.c_str(), static_cast<long long>(s.data.size()),
                  static_cast<long long>(s.data.totalSamples()), threads);
   }
 
   finder::SweepContext context;
   context.comm = &world.comm();
+  context.tensor_comm = tensor_comm.get();
   context.observer = root ? &observers : nullptr;
   context.bucket_bytes = static_cast<std::size_t>(c.bucket_mb * 1024 * 1024);
   context.check_consistency = c.check_consistency;
@@ -246,11 +327,15 @@ std::string versionText() {
                 "  LibTorch ", TORCH_VERSION, " (", LRFIND_TORCH_HAS_CUDA ? "with" : "without",
                 " CUDA; a GPU is ", torch::cuda::is_available() ? "" : "not ", "usable now)\n",
                 "  CUDA toolkit ", LRFIND_HAVE_CUDA_TOOLKIT ? LRFIND_CUDA_TOOLKIT_VERSION : "not found", ", NCCL ",
-                LRFIND_HAVE_NCCL ? LRFIND_NCCL_VERSION : "not found",
-                " at build time (the NCCL backend is not part of this version)\n",
+                LRFIND_HAVE_NCCL ? LRFIND_NCCL_VERSION : "not found", " at build time",
+#if LRFIND_HAVE_NCCL
+                " (NCCL library now: ", comm::ncclRuntimeVersion(), ")",
+#endif
+                "\n  GPUs visible now: ", comm::cudaVisibleDevices(), "\n",
                 "  MPI: ", comm::MpiEnvironment::libraryVersion(), " (MPI ", LRFIND_MPI_VERSION, ")\n",
                 "  HDF5 ", LRFIND_HDF5_VERSION, ", compiler ", LRFIND_CXX_COMPILER, "\n",
-                "  communication backends: self, mpi\n");
+                "  communication backends: self, mpi", LRFIND_HAVE_NCCL ? ", nccl" : "", " (and MPI with host staging "
+                "for shared GPUs)\n");
 }
 
 }  // namespace lrfind::runtime

@@ -26,7 +26,9 @@ struct RunConfig {
   std::string backend = "auto";  // auto, self, mpi
   double bucket_mb = 25;         // gradient bucket size
   bool check_consistency = false;
-  std::string device = "auto";
+  std::string device = "auto";     // auto, cpu, cuda
+  bool allow_gpu_sharing = false;  // more ranks than GPUs on a node: share, via host staging
+  double comm_timeout_s = 300;     // bound on every NCCL wait
   std::string out = "lrfind.h5";
   std::string json;  // empty: no JSON
   std::string plot = "lrfind.svg";  // empty: no plot

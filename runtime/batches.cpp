@@ -82,7 +82,12 @@ finder::Batch ShardedBatches::next() {
   for (auto& i : idx_vec) i = data_.localRow(i);
   at::Tensor idx = at::from_blob(idx_vec.data(), {static_cast<int64_t>(idx_vec.size())}, at::kLong);
   finder::Batch batch{data_.x.index_select(0, idx), data_.y.index_select(0, idx)};
-  if (device_.type() != c10::DeviceType::CPU) {
+  if (device_.is_cuda()) {
+    // Page-locked staging (LibTorch's caching host allocator) lets the copy run as an
+    // asynchronous DMA on the current stream, ordered before the forward pass.
+    batch.input = batch.input.pin_memory().to(device_, /*non_blocking=*/true);
+    batch.target = batch.target.pin_memory().to(device_, /*non_blocking=*/true);
+  } else if (device_.type() != c10::DeviceType::CPU) {
     batch.input = batch.input.to(device_);
     batch.target = batch.target.to(device_);
   }

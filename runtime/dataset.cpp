@@ -28,8 +28,16 @@ int64_t Dataset::numClasses() const {
   return y.max().item<int64_t>() + 1;
 }
 
+std::optional<SyntheticSpec> syntheticSpec(const std::string& name) {
+  if (name == "synthetic") return SyntheticSpec{};
+  if (name == "synthetic-images") return SyntheticSpec{4096, 16 * 16, 10, 16};
+  return std::nullopt;
+}
+
 Dataset makeSynthetic(uint64_t seed, const SyntheticSpec& spec) {
   LRFIND_CHECK(spec.samples > 0 && spec.features > 0 && spec.classes > 1, "bad synthetic spec");
+  LRFIND_CHECK(spec.image_side == 0 || spec.image_side * spec.image_side == spec.features,
+               "synthetic images need features = side * side");
   // std::normal_distribution differs between standard libraries; Box-Muller over the
   // fully specified mt19937_64 gives the same data on every platform.
   std::mt19937_64 rng(seed ^ 0x6c7266696e64ULL);
@@ -52,6 +60,10 @@ Dataset makeSynthetic(uint64_t seed, const SyntheticSpec& spec) {
     for (int64_t f = 0; f < spec.features; ++f) {
       x[i * spec.features + f] = centers[label * spec.features + f] + static_cast<float>(normal());
     }
+  }
+  if (spec.image_side > 0) {
+    d.source = "synthetic-images";
+    d.x = d.x.view({spec.samples, spec.image_side, spec.image_side});
   }
   return d;
 }

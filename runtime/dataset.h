@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,12 @@ struct SyntheticSpec {
   int64_t samples = 4096;
   int64_t features = 32;
   int64_t classes = 10;
+  int64_t image_side = 0;  // > 0: inputs are [samples, side, side] images (features = side²)
 };
+
+// The built-in sets by --data name: "synthetic" (4096 x 32 features) and
+// "synthetic-images" (4096 x 16 x 16, for --model cnn); nullopt for other names.
+std::optional<SyntheticSpec> syntheticSpec(const std::string& name);
 
 // Gaussian blobs, one per class, seeded: the same seed gives the same bits everywhere.
 Dataset makeSynthetic(uint64_t seed, const SyntheticSpec& spec = {});

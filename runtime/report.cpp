@@ -73,6 +73,14 @@ std::string renderJson(const finder::SweepResult& result, const finder::SweepOpt
       {"curve", {{"lr", series(result.lr)}, {"loss", series(result.loss)}, {"loss_raw", series(result.loss_raw)}}},
   };
   if (!chosen.found) j["no_suggestion_reason"] = chosen.note;
+  if (!result.step_seconds.empty()) {
+    // The median step, which leaves out the first step's warm-up (allocations, CUDA context).
+    std::vector<double> sorted = result.step_seconds;
+    std::sort(sorted.begin(), sorted.end());
+    double total = 0;
+    for (double t : sorted) total += t;
+    j["timing"] = {{"seconds_per_step_median", sorted[sorted.size() / 2]}, {"seconds_total", total}};
+  }
   return j.dump(2) + "\n";
 }
 

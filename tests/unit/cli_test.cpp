@@ -126,6 +126,7 @@ TEST(Cli, BadValuesGetOneLineNamingTheFlagAndExitTwo) {
       {"--early-stop-threshold never", "--early-stop-threshold"},
       {"--early-stop-threshold 0", "--early-stop-threshold"},
       {"--device tpu", "--device"},
+      {"--comm-timeout 0", "--comm-timeout"},
       {"--nesterov", "--nesterov"},
       {"--optimizer adam --momentum 0.9", "--momentum"},
       {"--accumulate 0", "--accumulate"},
@@ -155,7 +156,7 @@ TEST(Cli, HelpAndVersion) {
                            "--nesterov", "--weight-decay", "--betas", "--eps", "--batch-size", "--min-lr",
                            "--max-lr", "--num-training", "--mode", "--early-stop-threshold", "--beta",
                            "--suggest", "--skip-begin", "--skip-end", "--accumulate", "--seed", "--no-shuffle",
-                           "--threads", "--device", "--out", "--json", "--plot", "--print-lr", "--force",
+                           "--threads", "--device", "--allow-gpu-sharing", "--comm-timeout", "--out", "--json", "--plot", "--print-lr", "--force",
                            "--verbose", "--version"}) {
     EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
   }
@@ -165,6 +166,20 @@ TEST(Cli, HelpAndVersion) {
   EXPECT_EQ(version.code, 0);
   EXPECT_NE(version.out.find("lrfind 0."), std::string::npos) << version.out;
   EXPECT_NE(version.out.find("LibTorch"), std::string::npos) << version.out;
+  EXPECT_NE(version.out.find("NCCL"), std::string::npos) << version.out;
+  EXPECT_NE(version.out.find("MPI: "), std::string::npos) << version.out;
+  EXPECT_NE(version.out.find("communication backends: self, mpi"), std::string::npos) << version.out;
+}
+
+TEST(Cli, BuiltInImagesTrainTheCnnAndTheJsonHasTimings) {
+  TempDir dir;
+  const auto r = runCli(dir, "--model cnn --data synthetic-images --num-training 8 --json s.json --plot ''");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(std::ifstream(dir.file("s.json")));
+  EXPECT_EQ(j["config"]["data"], "synthetic-images");
+  EXPECT_EQ(j["config"]["model"], "cnn");
+  EXPECT_GT(j["timing"]["seconds_per_step_median"].get<double>(), 0.0);
+  EXPECT_GE(j["timing"]["seconds_total"].get<double>(), j["timing"]["seconds_per_step_median"].get<double>());
 }
 
 TEST(Cli, TorchScriptModelOnHdf5DataWithJson) {
@@ -317,6 +332,11 @@ TEST(MpiCli, SetupErrorsAreAgreedAndExitTwo) {
   const auto r = runCli(dir, "--out no/such/dir/r.h5", mpirun(2));
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("rank 0: --out no/such/dir/r.h5"), std::string::npos) << r.err;
+  if (!torch::cuda::is_available()) {
+    const auto cuda = runCli(dir, "--device cuda", mpirun(2));
+    EXPECT_EQ(cuda.code, 2) << cuda.err;
+    EXPECT_NE(cuda.err.find("rank 0: --device cuda: no usable CUDA GPU"), std::string::npos) << cuda.err;
+  }
   const auto self = runCli(dir, "--backend self", mpirun(2));
   EXPECT_EQ(self.code, 2);
   EXPECT_NE(self.err.find("--backend self, but openmpi started 2 ranks"), std::string::npos) << self.err;

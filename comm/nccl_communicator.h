@@ -1,0 +1,68 @@
+#pragma once
+// Communicator over NCCL for CUDA tensors, one GPU per rank.
+//
+// - Setup: rank 0 creates the ncclUniqueId and broadcasts it over a host communicator
+//   (MPI); every rank then joins on its own device. The NCCL communicator is created
+//   non-blocking, so joining is bounded by the timeout like everything else.
+// - Ordering: a collective is enqueued on the device's *current* stream (LibTorch's,
+//   when LibTorch has CUDA; else the legacy default stream), so it sees every kernel
+//   queued before it on that stream (e.g. the backward pass that wrote the gradients),
+//   and work queued after it sees its result. Calls return before the data moved.
+// - Bounded waits: synchronize() polls the stream and ncclCommGetAsyncError() until
+//   the work is done or `timeout` passes; on timeout or an asynchronous NCCL error it
+//   aborts the NCCL communicator and throws CommError naming the rank, the device and
+//   the cause. After an abort every call throws.
+// - Dtypes: float32/64, float16, bfloat16, int32/64, uint8. Tensors must be contiguous
+//   and on this rank's device.
+// cuda_runtime.h and nccl.h stay out of this header.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "comm/communicator.h"
+
+namespace lrfind::comm {
+
+struct NcclOptions {
+  int device = 0;  // this rank's CUDA device ordinal
+  std::chrono::milliseconds timeout = std::chrono::seconds(300);
+};
+
+class NcclComm;  // RAII owner of one ncclComm_t (nccl_communicator.cpp)
+
+class NcclCommunicator final : public Communicator {
+ public:
+  // Collective over `bootstrap` (every rank calls it; rank and size are bootstrap's).
+  NcclCommunicator(Communicator& bootstrap, const NcclOptions& options);
+  ~NcclCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override { return "nccl"; }
+  int device() const { return options_.device; }
+
+  void allreduce(at::Tensor& tensor, const AllreduceOptions& opts = {}) override;
+  void broadcast(at::Tensor& tensor, const BroadcastOptions& opts = {}) override;
+  // Implemented as one broadcast per rank into root's output (NCCL has no gather).
+  void gather(const at::Tensor& input, at::Tensor& output, const GatherOptions& opts = {}) override;
+  // An allreduce of one element, waited for.
+  void barrier() override;
+  void synchronize() override;
+
+  // Aborts the NCCL communicator: pending and later calls fail instead of waiting.
+  void abort();
+
+ private:
+  void* stream() const;  // cudaStream_t of the current stream on device()
+
+  NcclOptions options_;
+  int rank_ = 0;
+  int size_ = 1;
+  std::unique_ptr<NcclComm> comm_;
+};
+
+// The NCCL library's version, "2.28.9" (ncclGetVersion); safe to call without a GPU.
+std::string ncclRuntimeVersion();
+
+}  // namespace lrfind::comm

@@ -1,0 +1,185 @@
+// The NCCL backend on CUDA tensors, under mpirun (one GPU per rank). Every test skips,
+// on every rank alike, with the reason, when this process cannot use a GPU: no GPU
+// visible, LibTorch without CUDA, or more ranks on a node than GPUs.
+
+#include <mpi.h>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include "comm/cuda_info.h"
+#include "comm/errors.h"
+#include "comm/grad_sync.h"
+#include "comm/mpi_communicator.h"
+#include "comm/nccl_communicator.h"
+#include "lrfind/config.h"
+
+#if LRFIND_TORCH_HAS_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace lrfind::comm {
+namespace {
+
+// Why this job cannot run the NCCL tests ("" when it can), the same on every rank.
+std::string skipReason(const MpiCommunicator& world) {
+  std::string reason;
+  const int gpus = cudaVisibleDevices();
+  if (!LRFIND_TORCH_HAS_CUDA) {
+    reason = "LibTorch was built without CUDA, so there are no CUDA tensors to test with";
+  } else if (gpus == 0 || !torch::cuda::is_available()) {
+    reason = "no CUDA GPU is visible to this process";
+  } else if (world.localSize() > gpus) {
+    reason = concat(world.localSize(), " ranks on this node but ", gpus,
+                    " GPU(s): NCCL needs one GPU per rank (run with fewer ranks)");
+  }
+  int mine = reason.empty() ? 1 : 0, all = 0;
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (all == 0 && reason.empty()) reason = "another rank cannot use a GPU";
+  return reason;
+}
+
+class NcclTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    world_ = std::make_unique<MpiCommunicator>();
+    skip_ = skipReason(*world_);
+    if (!skip_.empty()) return;
+    NcclOptions options;
+    options.device = world_->localRank() % cudaVisibleDevices();
+    options.timeout = std::chrono::seconds(60);
+    nccl_ = std::make_unique<NcclCommunicator>(*world_, options);
+  }
+  static void TearDownTestSuite() {
+    nccl_.reset();
+    world_.reset();
+  }
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+  }
+
+  static at::TensorOptions cuda(at::ScalarType dtype = at::kFloat) {
+    return at::TensorOptions().dtype(dtype).device(at::kCUDA, nccl_->device());
+  }
+
+  static std::unique_ptr<MpiCommunicator> world_;
+  static std::unique_ptr<NcclCommunicator> nccl_;
+  static std::string skip_;
+};
+
+std::unique_ptr<MpiCommunicator> NcclTest::world_;
+std::unique_ptr<NcclCommunicator> NcclTest::nccl_;
+std::string NcclTest::skip_;
+
+TEST_F(NcclTest, AllreduceSumMatchesHandComputedValues) {
+  const int r = nccl_->rank(), w = nccl_->size();
+  // Rank r holds i + 1000 r; the sum is w·i + 1000·w(w−1)/2.
+  at::Tensor t = at::arange(1000, cuda()) + 1000.0 * r;
+  nccl_->allreduce(t);
+  nccl_->synchronize();
+  const at::Tensor expected = at::arange(1000, at::kFloat) * w + 1000.0 * w * (w - 1) / 2;
+  EXPECT_TRUE(at::equal(t.cpu(), expected));
+}
+
+TEST_F(NcclTest, AllreduceMinMaxAndIntegerTypes) {
+  const int r = nccl_->rank(), w = nccl_->size();
+  at::Tensor lo = at::full({7}, r + 1, cuda(at::kLong));
+  at::Tensor hi = at::full({7}, r + 1, cuda(at::kDouble));
+  nccl_->allreduce(lo, AllreduceOptions{ReduceOp::kMin});
+  nccl_->allreduce(hi, AllreduceOptions{ReduceOp::kMax});
+  nccl_->synchronize();
+  EXPECT_TRUE(at::equal(lo.cpu(), at::full({7}, 1, at::kLong)));
+  EXPECT_TRUE(at::equal(hi.cpu(), at::full({7}, w, at::kDouble)));
+}
+
+TEST_F(NcclTest, BroadcastFromLastRank) {
+  const int r = nccl_->rank(), w = nccl_->size();
+  at::Tensor t = at::full({3, 5}, static_cast<double>(r), cuda());
+  nccl_->broadcast(t, BroadcastOptions{w - 1});
+  nccl_->synchronize();
+  EXPECT_TRUE(at::equal(t.cpu(), at::full({3, 5}, static_cast<double>(w - 1), at::kFloat)));
+}
+
+TEST_F(NcclTest, GatherPutsEachRankInItsSlot) {
+  const int r = nccl_->rank(), w = nccl_->size();
+  at::Tensor in = at::full({4}, static_cast<double>(10 * r + 1), cuda());
+  at::Tensor out = r == 0 ? at::zeros({4 * w}, cuda()) : at::Tensor();
+  nccl_->gather(in, out);
+  nccl_->synchronize();
+  if (r == 0) {
+    const at::Tensor host = out.cpu();
+    for (int k = 0; k < w; ++k) EXPECT_EQ(host[4 * k].item<float>(), 10 * k + 1) << "slot " << k;
+  }
+}
+
+TEST_F(NcclTest, RejectsHostTensors) {
+  at::Tensor t = at::ones({2});
+  EXPECT_THROW(nccl_->allreduce(t), Error);
+}
+
+// The bucketed averager on the GPU: buckets smaller than one parameter.
+TEST_F(NcclTest, GradientAveragerAveragesCudaGradients) {
+  const int r = nccl_->rank(), w = nccl_->size();
+  std::vector<at::Tensor> params{at::zeros({300}, cuda()).requires_grad_(), at::zeros({5, 7}, cuda()).requires_grad_()};
+  GradientAverager averager(*nccl_, params, /*bucket_bytes=*/64 * 4);
+  for (auto& p : params) p.mutable_grad() = at::full(p.sizes(), static_cast<double>(r + 1), cuda());
+  averager.average();
+  const double mean = (w + 1) / 2.0;
+  for (auto& p : params) EXPECT_TRUE(at::allclose(p.grad().cpu(), at::full(p.sizes(), mean, at::kFloat)));
+}
+
+#if LRFIND_TORCH_HAS_CUDA
+// Work queued on the compute stream before a collective must be seen by it: fill the
+// tensor at the end of a long chain of kernels on a side stream made current, and
+// enqueue the allreduce right away, without any host synchronization in between.
+TEST_F(NcclTest, CollectiveIsOrderedAfterWorkOnTheCurrentStream) {
+  const int r = nccl_->rank(), w = nccl_->size();
+  const auto device = static_cast<c10::DeviceIndex>(nccl_->device());
+  at::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, device);
+  c10::cuda::CUDAStreamGuard guard(side);
+  at::Tensor big = at::rand({4096, 4096}, cuda());
+  at::Tensor t = at::zeros({1 << 20}, cuda());
+  for (int i = 0; i < 20; ++i) big = at::mm(big, big).div_(4096.0);  // ~ms of work ahead of the fill
+  t.fill_(static_cast<double>(r + 1)).add_(big.sum().mul(0));
+  nccl_->allreduce(t);
+  nccl_->synchronize();
+  EXPECT_EQ(t.min().item<float>(), w * (w + 1) / 2.0f);
+  EXPECT_EQ(t.max().item<float>(), w * (w + 1) / 2.0f);
+}
+#else
+TEST_F(NcclTest, CollectiveIsOrderedAfterWorkOnTheCurrentStream) {
+  GTEST_SKIP() << "needs LibTorch with CUDA for its stream API";
+}
+#endif
+
+// A collective that a peer never joins ends with a CommError after the timeout, not a
+// hang. Rank 1 waits; rank 0 never calls.
+TEST_F(NcclTest, MissingPeerTimesOutWithAnError) {
+  if (nccl_->size() < 2) GTEST_SKIP() << "needs two ranks";
+  NcclOptions options;
+  options.device = nccl_->device();
+  options.timeout = std::chrono::seconds(3);
+  NcclCommunicator short_fuse(*world_, options);
+  if (short_fuse.rank() == 1) {
+    at::Tensor t = at::ones({16}, cuda());
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      short_fuse.allreduce(t);
+      short_fuse.synchronize();
+      ADD_FAILURE() << "expected a timeout";
+    } catch (const CommError& e) {
+      EXPECT_NE(std::string(e.what()).find("did not finish within 3 s"), std::string::npos) << e.what();
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+  }
+  world_->barrier();
+}
+
+}  // namespace
+}  // namespace lrfind::comm
