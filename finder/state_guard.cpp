@@ -54,6 +54,11 @@ std::unique_ptr<torch::optim::OptimizerParamState> deepCopy(const torch::optim::
 
 }  // namespace
 
+struct StateGuard::SavedState {
+  using Map = std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>;
+  std::vector<std::pair<Map::key_type, std::unique_ptr<torch::optim::OptimizerParamState>>> entries;
+};
+
 StateGuard::StateGuard(Model& model, torch::optim::Optimizer& optimizer)
     : model_(model), optimizer_(optimizer) {
   at::NoGradGuard no_grad;
@@ -69,14 +74,15 @@ StateGuard::StateGuard(Model& model, torch::optim::Optimizer& optimizer)
   for (auto& group : optimizer_.param_groups()) {
     saved_options_.push_back(group.options().clone());  // plain values: a deep copy
   }
+  saved_state_ = std::make_unique<SavedState>();
   for (const auto& [key, state] : optimizer_.state()) {
     auto copy = deepCopy(*state);
     if (!copy) {
       saved_by_archive_ = true;
-      saved_state_.clear();
+      saved_state_->entries.clear();
       break;
     }
-    saved_state_.emplace_back(key, std::move(copy));
+    saved_state_->entries.emplace_back(key, std::move(copy));
   }
   if (saved_by_archive_) {
     torch::serialize::OutputArchive archive;
@@ -113,7 +119,7 @@ void StateGuard::restore() {
     archive.load_from(is);
     optimizer_.load(archive);
   } else {
-    for (auto& [key, state] : saved_state_) optimizer_.state()[key] = std::move(state);
+    for (auto& [key, state] : saved_state_->entries) optimizer_.state()[key] = std::move(state);
   }
   auto& groups = optimizer_.param_groups();
   for (std::size_t i = 0; i < groups.size() && i < saved_options_.size(); ++i) {

@@ -11,6 +11,8 @@
 
 #include <memory>
 #include <sstream>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -24,6 +26,21 @@ class OptimizerOptions;
 }
 
 namespace lrfind::finder {
+
+// The key of `param`'s entry in Optimizer::state(), whatever LibTorch's key type:
+// std::string (the TensorImpl address printed) in 1.x, the TensorImpl address in 2.x.
+// For code that reads or writes optimizer state by parameter.
+template <typename StateMap>
+typename StateMap::key_type optimizerStateKey(const StateMap&, const at::Tensor& param) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream os;
+    os << static_cast<const void*>(param.unsafeGetTensorImpl());
+    return os.str();
+  } else {
+    return static_cast<Key>(param.unsafeGetTensorImpl());
+  }
+}
 
 class StateGuard {
  public:
@@ -46,9 +63,11 @@ class StateGuard {
   std::vector<at::Tensor> buffers_;
   std::vector<at::Tensor> saved_buffers_;
   std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> saved_options_;
-  // Deep copies of optimizer.state(), or, when a state type is unknown, the optimizer
-  // serialized (saved_by_archive_).
-  std::vector<std::pair<std::string, std::unique_ptr<torch::optim::OptimizerParamState>>> saved_state_;
+  // Deep copies of optimizer.state() (its key type differs between LibTorch 1.x and
+  // 2.x, hence the pimpl), or, when a state type is unknown, the optimizer serialized
+  // (saved_by_archive_).
+  struct SavedState;
+  std::unique_ptr<SavedState> saved_state_;
   bool saved_by_archive_ = false;
   std::string saved_archive_;
   bool was_training_ = true;

@@ -11,6 +11,7 @@
 
 #include "comm/errors.h"
 #include "finder/schedule.h"
+#include "finder/state_guard.h"
 #include "runtime/batches.h"
 #include "runtime/dataset.h"
 #include "runtime/factories.h"
@@ -66,7 +67,7 @@ struct Snapshot {
   static std::vector<at::Tensor> optimizerTensors(finder::Model& m, torch::optim::Optimizer& opt) {
     std::vector<at::Tensor> out;
     for (auto& p : m.parameters()) {
-      auto it = opt.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      auto it = opt.state().find(finder::optimizerStateKey(opt.state(), p));
       if (it == opt.state().end()) continue;
       if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
         out.push_back(sgd->momentum_buffer().clone());
@@ -209,7 +210,7 @@ class CountingSgd : public torch::optim::Optimizer {
     for (auto& group : param_groups()) {
       for (auto& p : group.params()) {
         if (!p.grad().defined()) continue;
-        auto& slot = state()[c10::guts::to_string(p.unsafeGetTensorImpl())];
+        auto& slot = state()[lrfind::finder::optimizerStateKey(state(), p)];
         if (!slot) {
           auto fresh = std::make_unique<CountState>();
           fresh->count(at::zeros({1}));
@@ -238,7 +239,7 @@ TEST(Sweep, RestoresUserOptimizersThroughTheirSerialization) {
   auto counts_of = [&] {
     std::vector<at::Tensor> out;
     for (auto& p : t.model->parameters()) {
-      out.push_back(static_cast<CountState&>(*opt.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())))
+      out.push_back(static_cast<CountState&>(*opt.state().at(finder::optimizerStateKey(opt.state(), p)))
                         .count()
                         .clone());
     }
