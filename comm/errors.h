@@ -33,6 +33,22 @@ class CommError : public Error {
   using Error::Error;
 };
 
+// Marks an exception that every rank throws with the same message after the ranks
+// agreed on a failure (setup checks, a failed step): one rank's report is enough.
+class AgreedFailure {
+ public:
+  virtual ~AgreedFailure() = default;
+};
+
+// Agreed<InputError>, Agreed<CommError>, ...: catchable as the base type.
+template <typename Base>
+class Agreed : public Base, public AgreedFailure {
+ public:
+  using Base::Base;
+};
+
+inline bool isAgreed(const std::exception& e) { return dynamic_cast<const AgreedFailure*>(&e) != nullptr; }
+
 namespace detail {
 inline void appendAll(std::ostringstream&) {}
 template <typename T, typename... Rest>

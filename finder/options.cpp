@@ -46,6 +46,7 @@ const char* toString(StopReason reason) {
     case StopReason::kDiverged: return "diverged";
     case StopReason::kNonFinite: return "nonfinite";
     case StopReason::kError: return "error";
+    case StopReason::kInterrupted: return "interrupted";
   }
   return "?";
 }

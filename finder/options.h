@@ -13,7 +13,9 @@ enum class Mode { kExponential, kLinear };
 
 enum class SuggestMethod { kSteepest, kValley, kMinimum, kSteep, kSlide };
 
-enum class StopReason { kRunning, kCompleted, kDiverged, kNonFinite, kError };
+// kInterrupted: a rank was asked to stop (SIGINT/SIGTERM) and every rank stopped at the
+// same step; the result holds the steps done.
+enum class StopReason { kRunning, kCompleted, kDiverged, kNonFinite, kError, kInterrupted };
 
 struct SweepOptions {
   double min_lr = 1e-8;

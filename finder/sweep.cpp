@@ -18,7 +18,7 @@ namespace lrfind::finder {
 namespace {
 
 // What each rank sends rank 0 after its forward/backward.
-enum LocalSlot { kLossSum = 0, kSamples, kFailed, kLocalSlots };
+enum LocalSlot { kLossSum = 0, kSamples, kFailed, kInterrupted, kLocalSlots };
 // What rank 0 broadcasts back.
 enum DecisionSlot { kStop = 0, kNextLr, kReason, kFailingRank, kDecisionSlots };
 
@@ -143,6 +143,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
     lp[kLossSum] = loss_sum;
     lp[kSamples] = samples;
     lp[kFailed] = local_error.empty() ? 0.0 : 1.0;
+    lp[kInterrupted] = context.interrupted && context.interrupted() ? 1.0 : 0.0;
     comm.gather(local, gathered);
 
     StepRecord record;
@@ -150,9 +151,11 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       const auto* g = gathered.data_ptr<double>();
       double total = 0.0, total_samples = 0.0;
       int failing = -1;
+      bool interrupted = false;
       for (int r = 0; r < world; ++r) {
         const double* slot = g + static_cast<std::ptrdiff_t>(r) * kLocalSlots;
         if (slot[kFailed] != 0.0 && failing < 0) failing = r;
+        interrupted = interrupted || slot[kInterrupted] != 0.0;
         total += slot[kLossSum];
         total_samples += slot[kSamples];
         record.loss_per_rank.push_back(slot[kSamples] > 0 ? slot[kLossSum] / slot[kSamples]
@@ -163,6 +166,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
         record.loss_raw = total / total_samples;
         record.loss = smoother.update(record.loss_raw);
         reason = stop_rule.observe(k, record.loss_raw, record.loss);
+        if (reason == StopReason::kRunning && interrupted) reason = StopReason::kInterrupted;
       }
       auto* d = decision.data_ptr<double>();
       d[kStop] = reason == StopReason::kRunning ? 0.0 : 1.0;
@@ -212,7 +216,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
     checkParametersAgree(comm, params, result.stepsCompleted());
   }
   if (guard) guard->restore();
-  if (result.stop_reason == StopReason::kError) throw CommError(result.error);
+  if (result.stop_reason == StopReason::kError) throw Agreed<CommError>(result.error);
   if (!observer_error.empty()) throw Error(observer_error);
   return result;
 }

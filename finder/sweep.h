@@ -53,6 +53,11 @@ struct SweepContext {
   // After the last step, compare a checksum of the parameters across ranks (before the
   // restore) and fail with CommError if any rank differs.
   bool check_consistency = false;
+  // Polled on every rank once per step, after the forward/backward pass. If it returns
+  // true on any rank, every rank stops after that step with StopReason::kInterrupted
+  // (the step's loss is recorded, no update is applied). How a signal becomes `true`
+  // is the caller's business (runtime/signals.h).
+  std::function<bool()> interrupted;
 };
 
 // Runs the range test. The returned result is complete on rank 0; other ranks get the

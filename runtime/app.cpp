@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <csignal>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +30,7 @@
 #include "runtime/progress.h"
 #include "runtime/report.h"
 #include "runtime/results.h"
+#include "runtime/signals.h"
 #include "runtime/threads.h"
 #include "runtime/world.h"
 
@@ -145,19 +149,30 @@ void checkOutput(const at::Tensor& out, const RunConfig& c, const Dataset& data,
 }
 
 // LRFIND_FAULT_INJECT=<rank>:<step> makes that rank throw before that step's forward
-// pass: how the tests (and users checking their cluster setup) exercise the error path.
+// pass; <rank>:<step>:kill makes it kill itself with SIGKILL there (a rank dying
+// outright). How the tests, and users checking their cluster setup, exercise the fault
+// paths at an exact step.
 finder::StepHook faultInjection(int rank) {
   const char* spec = std::getenv("LRFIND_FAULT_INJECT");
   if (spec == nullptr) return {};
   int fault_rank = -1;
   long long fault_step = -1;
-  LRFIND_INPUT_CHECK(std::sscanf(spec, "%d:%lld", &fault_rank, &fault_step) == 2,
-                     "LRFIND_FAULT_INJECT must be <rank>:<step>, got \"", spec, "\"");
+  char kind[8] = {0};
+  const int fields = std::sscanf(spec, "%d:%lld:%7s", &fault_rank, &fault_step, kind);
+  const bool kill = fields == 3 && std::string(kind) == "kill";
+  LRFIND_INPUT_CHECK(fields == 2 || kill, "LRFIND_FAULT_INJECT must be <rank>:<step> or <rank>:<step>:kill, got \"",
+                     spec, "\"");
   if (fault_rank != rank) return {};
-  return [fault_step](int64_t step) {
-    if (step == fault_step) throw std::runtime_error("fault injected by LRFIND_FAULT_INJECT");
+  return [fault_step, kill](int64_t step) {
+    if (step != fault_step) return;
+    if (kill) ::raise(SIGKILL);
+    throw std::runtime_error("fault injected by LRFIND_FAULT_INJECT");
   };
 }
+
+// This process's rank once the world exists: errors every rank agreed on are printed
+// by rank 0 only.
+int g_world_rank = 0;
 
 // Everything the sweep needs on this rank, built in two agreed phases.
 struct Setup {
@@ -172,15 +187,28 @@ struct Setup {
   RunInfo info;
 };
 
-int runChecked(const RunConfig& c) {
-  // Flag checks: the same on every rank, so they need no agreement.
+}  // namespace
+
+void validate(const RunConfig& c) {
   finder::validate(c.sweep);
   LRFIND_INPUT_CHECK(c.batch_size >= 1, "--batch-size must be >= 1, got ", c.batch_size);
   LRFIND_INPUT_CHECK(c.threads >= 0, "--threads must be >= 0, got ", c.threads);
   LRFIND_INPUT_CHECK(c.bucket_mb > 0, "--bucket-mb must be > 0, got ", c.bucket_mb);
   LRFIND_INPUT_CHECK(c.comm_timeout_s > 0, "--comm-timeout must be > 0 seconds, got ", c.comm_timeout_s);
+}
+
+namespace {
+
+int runChecked(const RunConfig& c) {
+  // Flag checks fail the same way on every rank: agreed without talking.
+  try {
+    validate(c);
+  } catch (const InputError& e) {
+    throw Agreed<InputError>(e.what());
+  }
 
   World world(c.backend);
+  g_world_rank = world.rank();
   const bool root = world.rank() == 0;
   const int64_t usable = c.sweep.num_training - c.sweep.skip_begin - c.sweep.skip_end;
   if (usable < 2 && root) {
@@ -245,6 +273,9 @@ int runChecked(const RunConfig& c) {
   info.seed = static_cast<int64_t>(c.seed);
   info.world_size = world.size();
 
+  // From here on SIGINT/SIGTERM stop the sweep after the current step, on every rank,
+  // and leave the steps done in <out>.partial.
+  InterruptHandler interrupts;
   // Rank 0 records; the others only train.
   std::unique_ptr<ResultsWriter> writer;
   std::unique_ptr<AsyncObserver> writer_thread;  // HDF5 appends and flushes off the training loop
@@ -273,12 +304,22 @@ int runChecked(const RunConfig& c) {
   context.bucket_bytes = static_cast<std::size_t>(c.bucket_mb * 1024 * 1024);
   context.check_consistency = c.check_consistency;
   context.before_step = faultInjection(world.rank());
+  context.interrupted = [] { return InterruptHandler::received() != 0; };
   finder::SweepResult result;
   try {
     result = finder::runSweep(*s.loaded.model, *s.optimizer, *s.batches, s.loss_fn, c.sweep, context);
   } catch (const CommError& e) {
-    if (writer) throw CommError(concat(e.what(), " (steps so far in ", writer->currentPath(), ")"));
+    if (writer) throw Agreed<CommError>(concat(e.what(), " (steps so far in ", writer->currentPath(), ")"));
     throw;
+  }
+  if (result.stop_reason == finder::StopReason::kInterrupted) {
+    const int sig = InterruptHandler::received();
+    if (root) {
+      std::fprintf(stderr, "lrfind_dist: interrupted (%s) after %lld steps; they are in %s (complete=0)\n",
+                   sig != 0 ? strsignal(sig) : "a signal on another rank",
+                   static_cast<long long>(result.stepsCompleted()), writer->currentPath().c_str());
+    }
+    return 128 + (sig != 0 ? sig : SIGTERM);
   }
   if (!root) return kExitOk;
 
@@ -304,13 +345,18 @@ int runChecked(const RunConfig& c) {
 }  // namespace
 
 int run(const RunConfig& config) {
+  // One line per failure: a failure all ranks agreed on is reported by rank 0 alone.
+  g_world_rank = std::max(0, detectLauncher().rank);  // the launcher's word until MPI's
+  auto report = [](const std::exception& e) {
+    if (g_world_rank == 0 || !isAgreed(e)) std::fprintf(stderr, "lrfind_dist: error: %s\n", e.what());
+  };
   try {
     return runChecked(config);
   } catch (const InputError& e) {
-    std::fprintf(stderr, "lrfind_dist: error: %s\n", e.what());
+    report(e);
     return kExitUsage;
   } catch (const Error& e) {
-    std::fprintf(stderr, "lrfind_dist: error: %s\n", e.what());
+    report(e);
     return kExitFailure;
   } catch (const c10::Error& e) {
     std::fprintf(stderr, "lrfind_dist: error (LibTorch): %s\n",

@@ -35,11 +35,18 @@ struct RunConfig {
   bool print_lr = false;
   bool force = false;
   bool verbose = false;
+  // The effective configuration as TOML (lrfind_dist --write-config), stored in the
+  // results; empty when the caller has none.
+  std::string config_text;
   // Progress bar when true, log lines when false; unset: bar if stderr is a terminal.
   std::optional<bool> interactive;
 };
 
 enum ExitCode : int { kExitOk = 0, kExitFailure = 1, kExitUsage = 2 };
+
+// The checks of `config` that need no files and no other rank; throws InputError
+// naming the flag. run() does them first.
+void validate(const RunConfig& config);
 
 // Runs the sweep and writes the results. Errors are printed as one line on stderr;
 // the return value is the process exit code (2 for bad input, 1 for other failures).

@@ -19,7 +19,8 @@ herr_t collect(unsigned n, const H5E_error2_t* err, void* data) {
   auto* out = static_cast<std::string*>(data);
   if (err->desc != nullptr && err->desc[0] != '\0') {
     if (!out->empty()) out->append("; ");
-    out->append(err->desc);
+    // One line: some descriptions carry newlines (file open failures do).
+    for (const char* c = err->desc; *c != '\0'; ++c) out->push_back(*c == '\n' ? ' ' : *c);
   }
   (void)n;
   return 0;

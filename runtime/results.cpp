@@ -4,7 +4,11 @@
 #include <filesystem>
 #include <limits>
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "comm/errors.h"
 #include "lrfind/config.h"
@@ -81,8 +85,14 @@ void checkOutputPath(const std::string& path, bool force, const std::string& fla
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
   LRFIND_INPUT_CHECK(fs::is_directory(dir, ec), flag, " ", path, ": directory ", dir.string(),
                      " does not exist; create it first");
-  LRFIND_INPUT_CHECK(::access(dir.c_str(), W_OK) == 0, flag, " ", path, ": directory ",
-                     dir.string(), " is not writable");
+  // access(W_OK) says yes to root on read-only or synthetic file systems (/proc):
+  // create and remove a probe file instead.
+  const fs::path probe = dir / concat(".lrfind_probe_", ::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  LRFIND_INPUT_CHECK(fd >= 0, flag, " ", path, ": directory ", dir.string(), " is not writable (",
+                     std::strerror(errno), ")");
+  ::close(fd);
+  ::unlink(probe.c_str());
   LRFIND_INPUT_CHECK(force || !fs::exists(p, ec), flag, " ", path,
                      ": exists; pass --force to overwrite it or choose another name");
 }
@@ -175,8 +185,10 @@ void ResultsWriter::onEnd(const finder::SweepResult& result) {
       writeAttr(g.get(), (m + "_index").c_str(), s.found ? s.index : int64_t{-1});
     }
   }
+  // An error or an interruption leaves <out>.partial, marked complete=0.
   const bool ended = result.stop_reason != finder::StopReason::kError &&
-                     result.stop_reason != finder::StopReason::kRunning;
+                     result.stop_reason != finder::StopReason::kRunning &&
+                     result.stop_reason != finder::StopReason::kInterrupted;
   const auto& chosen = result.suggestion();
   writeAttr(f, "suggested_lr", chosen.found ? chosen.lr : std::numeric_limits<double>::quiet_NaN());
   writeAttr(f, "steps_completed", result.stepsCompleted());

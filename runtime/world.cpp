@@ -124,8 +124,8 @@ void agreeOnSuccess(comm::Communicator& comm, const std::function<void()>& body)
   const std::string shared =
       comm::broadcastText(comm, failing, comm.rank() == failing ? std::to_string(code) + message : std::string());
   const std::string text = concat("rank ", failing, ": ", shared.substr(1));
-  if (shared[0] == '2') throw InputError(text);
-  throw Error(text);
+  if (shared[0] == '2') throw Agreed<InputError>(text);
+  throw Agreed<Error>(text);
 }
 
 }  // namespace lrfind::runtime

@@ -2,6 +2,7 @@
 // stop decisions agreed by every rank.
 
 #include <cmath>
+#include <limits>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -25,7 +26,8 @@ struct SweepRun {
 };
 
 // Same data and initial weights everywhere; `world` ranks of batch kGlobalBatch / W.
-SweepRun sweep(comm::Communicator& comm, const finder::SweepOptions& options, const finder::SweepContext& extra = {}) {
+SweepRun sweep(comm::Communicator& comm, const finder::SweepOptions& options, const finder::SweepContext& extra = {},
+               finder::LossFn loss = runtime::makeLoss("cross_entropy")) {
   const auto data = runtime::makeSynthetic(0);
   torch::manual_seed(0);
   torch::nn::Sequential net(torch::nn::Linear(32, 64), torch::nn::ReLU(), torch::nn::Linear(64, 10));
@@ -40,7 +42,7 @@ SweepRun sweep(comm::Communicator& comm, const finder::SweepOptions& options, co
   finder::SweepContext ctx = extra;
   ctx.comm = &comm;
   SweepRun run;
-  run.result = finder::runSweep(*model, opt, batches, runtime::makeLoss("cross_entropy"), options, ctx);
+  run.result = finder::runSweep(*model, opt, batches, loss, options, ctx);
   for (auto& p : model->parameters()) run.final_params.push_back(p.detach().clone());
   return run;
 }
@@ -119,6 +121,50 @@ TEST(MpiSweep, DivergenceStopsEveryRankAtTheSameStep) {
   const SweepRun run = sweep(comm, o, ctx);
   EXPECT_EQ(run.result.stop_reason, finder::StopReason::kDiverged);
   EXPECT_LT(run.result.stepsCompleted(), o.num_training);
+  const auto [lo, hi] = extremes(comm, run.result.stepsCompleted());
+  EXPECT_EQ(lo, hi);
+}
+
+// A NaN or Inf loss on one rank stops every rank as `nonfinite` at that step, and the
+// suggestion (rank 0) ignores the point.
+TEST(MpiSweep, NonFiniteLossOnOneRankStopsEveryRankAtTheSameStep) {
+  comm::MpiCommunicator comm;
+  const int bad = comm.size() - 1;
+  for (const double poison : {std::nan(""), std::numeric_limits<double>::infinity()}) {
+    int64_t calls = 0;
+    const auto ce = runtime::makeLoss("cross_entropy");
+    auto loss = [&](const at::Tensor& out, const at::Tensor& target) {
+      const at::Tensor l = ce(out, target);
+      return comm.rank() == bad && calls++ == 7 ? l * poison : l;
+    };
+    finder::SweepOptions o;
+    o.skip_begin = 0;
+    o.skip_end = 0;
+    const SweepRun run = sweep(comm, o, {}, loss);
+    EXPECT_EQ(run.result.stop_reason, finder::StopReason::kNonFinite) << poison;
+    EXPECT_EQ(run.result.stepsCompleted(), 8) << poison;
+    const auto [lo, hi] = extremes(comm, run.result.stepsCompleted());
+    EXPECT_EQ(lo, hi);
+    if (comm.rank() == 0) {
+      ASSERT_EQ(run.result.loss_raw.size(), 8u);
+      EXPECT_FALSE(std::isfinite(run.result.loss_raw.back()));
+      const auto& s = run.result.suggestion();
+      ASSERT_TRUE(s.found) << s.note;
+      EXPECT_LT(s.index, 7) << "the non-finite point is never suggested";
+      EXPECT_TRUE(std::isfinite(s.lr));
+    }
+  }
+}
+
+// A stop request on one rank (a signal there) stops every rank after the same step.
+TEST(MpiSweep, InterruptOnOneRankStopsEveryRankAtTheSameStep) {
+  comm::MpiCommunicator comm;
+  int64_t polls = 0;
+  finder::SweepContext ctx;
+  ctx.interrupted = [&] { return comm.rank() == comm.size() - 1 && polls++ >= 3; };
+  const SweepRun run = sweep(comm, finder::SweepOptions{}, ctx);
+  EXPECT_EQ(run.result.stop_reason, finder::StopReason::kInterrupted);
+  EXPECT_EQ(run.result.stepsCompleted(), 4);
   const auto [lo, hi] = extremes(comm, run.result.stepsCompleted());
   EXPECT_EQ(lo, hi);
 }

@@ -1,0 +1,182 @@
+// Bad input, end to end: every case gets exit code 2 and one line on stderr that names
+// the flag, file or dataset, and no results file is created or changed. The same table
+// runs under one process and under mpirun -np 2, where every rank must be gone within
+// 10 s.
+
+#include <hdf5.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include "cli_util.h"
+
+namespace lrfind {
+namespace {
+
+using namespace lrfind::testing;
+
+int linesStartingWith(const std::string& text, const std::string& prefix) {
+  int n = 0;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) n += line.rfind(prefix, 0) == 0 ? 1 : 0;
+  return n;
+}
+
+struct BadCase {
+  std::string args;
+  std::string expected;  // a piece of the one error line
+};
+
+// A float32 x [n, 8] and y of the given type; `poison` goes into x[3][2].
+void writeData(const std::string& path, hid_t y_file_type, hid_t y_mem_type, const void* y, float poison = 0.0f) {
+  const hsize_t n = 100;
+  std::vector<float> x(n * 8, 0.5f);
+  x[3 * 8 + 2] = poison;
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {n, 8}, x.data());
+  writeDataset(f, "y", y_file_type, y_mem_type, {n}, y);
+  H5Fclose(f);
+}
+
+// Writes every input file the cases need into `dir` and returns the table.
+std::vector<BadCase> makeBadInputs(const TempDir& dir) {
+  writeClassification(dir.file("d.h5"), 100, 8, 10);
+  saveScriptModel(dir.file("wide.pt"), 16, 10);  // wants 16 features, the data has 8
+  saveScriptModel(dir.file("narrow.pt"), 8, 4);  // 4 outputs, labels go to 9
+  saveScriptModel(dir.file("m.pt"), 8, 10);
+  std::ofstream(dir.file("junk.pt")) << "not a model";
+  std::ofstream(dir.file("text.h5")) << "just text, not HDF5\n";
+  std::filesystem::create_directory(dir.file("adir"));
+  std::ofstream(dir.file("afile")) << "x";
+  {  // a valid file cut in half, as an interrupted copy leaves it
+    const auto size = std::filesystem::file_size(dir.file("d.h5"));
+    std::filesystem::copy_file(dir.file("d.h5"), dir.file("truncated.h5"));
+    std::filesystem::resize_file(dir.file("truncated.h5"), size / 2);
+  }
+  std::vector<int64_t> labels(100), negative(100);
+  std::vector<float> float_labels(100);
+  for (int i = 0; i < 100; ++i) {
+    labels[i] = i % 10;
+    negative[i] = i == 7 ? -1 : i % 10;
+    float_labels[i] = static_cast<float>(i % 10);
+  }
+  writeData(dir.file("nan.h5"), H5T_STD_I64LE, H5T_NATIVE_INT64, labels.data(), std::nanf(""));
+  writeData(dir.file("inf.h5"), H5T_STD_I64LE, H5T_NATIVE_INT64, labels.data(), std::numeric_limits<float>::infinity());
+  writeData(dir.file("negative.h5"), H5T_STD_I64LE, H5T_NATIVE_INT64, negative.data());
+  writeData(dir.file("float_y.h5"), H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, float_labels.data());
+  {  // integer inputs
+    std::vector<int32_t> x(100 * 8, 1);
+    hid_t f = H5Fcreate(dir.file("int_x.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    writeDataset(f, "x", H5T_STD_I32LE, H5T_NATIVE_INT32, {100, 8}, x.data());
+    writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {100}, labels.data());
+    H5Fclose(f);
+  }
+  std::ofstream(dir.file("exists.h5")) << "an earlier result";
+
+  std::vector<BadCase> cases = {
+      // Flags.
+      {"--batch-size abc", "--batch-size"},
+      {"--batch-size 0", "--batch-size"},
+      {"--min-lr 0", "--min-lr"},
+      {"--min-lr -1", "--min-lr"},
+      {"--min-lr 1 --max-lr 0.5", "--max-lr"},
+      {"--min-lr 1 --max-lr 1", "--max-lr"},
+      {"--num-training 1", "--num-training"},
+      {"--beta 1", "--beta"},
+      {"--beta -0.5", "--beta"},
+      {"--mode cosine", "--mode"},
+      {"--suggest best", "--suggest"},
+      {"--optimizer lamb", "--optimizer"},
+      {"--loss hinge", "--loss"},
+      {"--model resnet", "--model"},
+      {"--early-stop-threshold never", "--early-stop-threshold"},
+      {"--early-stop-threshold 0", "--early-stop-threshold"},
+      {"--device tpu", "--device"},
+      {"--comm-timeout 0", "--comm-timeout"},
+      {"--nesterov", "--nesterov"},
+      {"--optimizer adam --momentum 0.9", "--momentum"},
+      {"--accumulate 0", "--accumulate"},
+      {"--skip-begin -1", "--skip-begin"},
+      {"--betas 0.9", "--betas"},
+      {"--no-such-flag", "--no-such-flag"},
+      {"--loss mse", "--loss mse needs float targets"},
+      // Outputs.
+      {"--out no/such/dir/r.h5", "--out no/such/dir/r.h5"},
+      {"--out afile/r.h5", "--out afile/r.h5"},
+      {"--out /proc/lrfind_r.h5", "--out /proc/lrfind_r.h5"},
+      {"--out exists.h5", "--out exists.h5"},
+      {"--json exists.h5", "--json exists.h5"},
+      // Model files.
+      {"--model missing.pt", "--model missing.pt"},
+      {"--model adir", "--model adir"},
+      {"--model junk.pt --data d.h5", "not a TorchScript file"},
+      {"--model wide.pt --data d.h5", "rejects inputs of shape [2, 8]"},
+      {"--model narrow.pt --data d.h5", "label 9 is out of range for --model narrow.pt, which has 4 outputs"},
+      {"--model cnn --data d.h5", "--model cnn needs image inputs"},
+      // Data files.
+      {"--data missing.h5", "--data missing.h5: no such file"},
+      {"--data adir", "--data adir: is a directory"},
+      {"--data text.h5", "--data text.h5: not an HDF5 file"},
+      {"--data truncated.h5", "--data truncated.h5"},
+      {"--data d.h5 --x-key nope", "--x-key"},
+      {"--data d.h5 --y-key nope", "--y-key"},
+      {"--data int_x.h5", "int_x.h5"},
+      {"--model m.pt --data float_y.h5", "--loss cross_entropy needs integer class labels"},
+      {"--model m.pt --data nan.h5", "NaN or Inf"},
+      {"--model m.pt --data inf.h5", "NaN or Inf"},
+      {"--model m.pt --data negative.h5", "negative label"},
+      {"--data d.h5 --batch-size 101", "fewer than one global batch"},
+  };
+  if (!torch::cuda::is_available()) cases.push_back({"--device cuda", "--device cuda: no usable CUDA GPU"});
+  return cases;
+}
+
+// Runs every case with `launcher` and checks the contract. With several ranks the
+// "fewer than one global batch" case uses a per-rank batch that the ranks together
+// overrun. (--skip-begin/--skip-end leaving no points is a warning, not an error:
+// Cli.TooFewPointsWarnsAndStillSucceeds.)
+void checkAll(const std::string& launcher, int ranks) {
+  TempDir dir;
+  const auto cases = makeBadInputs(dir);
+  std::ofstream(dir.file("precious.h5")) << "keep me";
+  for (const auto& c : cases) {
+    // Every case runs against an existing results file it may overwrite (--force), except
+    // the cases about refusing to overwrite.
+    const bool about_outputs = c.args.find("--out") != std::string::npos || c.args.find("--json") != std::string::npos;
+    std::string args = c.args;
+    if (args == "--data d.h5 --batch-size 101" && ranks > 1) args = "--data d.h5 --batch-size 51";
+    if (!about_outputs) args += " --out precious.h5 --force";
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r = runCli(dir, args, launcher);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(r.code, 2) << args << ": " << r.err;
+    // One line from lrfind_dist (mpirun adds its own banner about the exit code).
+    EXPECT_EQ(linesStartingWith(r.err, "lrfind_dist: "), 1) << args << ": " << r.err;
+    if (ranks == 1) {
+      EXPECT_EQ(lines(r.err), 1) << args << ": " << r.err;
+    }
+    EXPECT_NE(r.err.find(c.expected), std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(r.err.find("terminate called"), std::string::npos) << args;
+    EXPECT_EQ(r.err.find("Exception raised from"), std::string::npos) << args << ": no LibTorch backtrace";
+    EXPECT_LT(seconds, 10.0) << args << ": every rank must be gone within 10 s";
+    EXPECT_EQ(slurp(dir.file("precious.h5")), "keep me") << args;
+    EXPECT_EQ(slurp(dir.file("exists.h5")), "an earlier result") << args;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("lrfind.h5"))) << args;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("lrfind.h5.partial"))) << args;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("precious.h5.partial"))) << args;
+  }
+}
+
+TEST(BadInput, OneProcess) { checkAll("", 1); }
+
+TEST(BadInput, TwoRanks) { checkAll(mpirun(2), 2); }
+
+}  // namespace
+}  // namespace lrfind

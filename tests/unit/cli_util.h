@@ -1,0 +1,135 @@
+#pragma once
+// Helpers for the end-to-end tests of the lrfind_dist binary: run it (in the foreground
+// or as a background job to signal or kill), read what it wrote, make small inputs.
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include "test_util.h"
+
+extern char** environ;
+
+namespace lrfind::testing {
+
+struct CliResult {
+  int code = -1;
+  std::string out, err;
+};
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs lrfind_dist with `args` in `dir`; `launcher` goes in front (e.g. "mpirun -np 2").
+inline CliResult runCli(const TempDir& dir, const std::string& args, const std::string& launcher = "") {
+  const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
+  const std::string cmd = "cd '" + dir.path().string() + "' && " + launcher + " '" LRFIND_DIST_PATH "' --threads 1 " +
+                          args + " >'" + out + "' 2>'" + err + "'";
+  const int status = std::system(cmd.c_str());
+  CliResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+inline int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+// A TorchScript MLP with `in` inputs and `classes` outputs, saved like Python would.
+inline void saveScriptModel(const std::string& path, int64_t in, int64_t classes) {
+  torch::manual_seed(0);
+  torch::jit::Module m("Net");
+  m.register_parameter("w1", (torch::randn({in, 32}) * 0.2).set_requires_grad(true), false);
+  m.register_parameter("b1", torch::zeros({32}).set_requires_grad(true), false);
+  m.register_parameter("w2", (torch::randn({32, classes}) * 0.2).set_requires_grad(true), false);
+  m.define(R"(
+def forward(self, x):
+    return torch.matmul(torch.relu(torch.matmul(x, self.w1) + self.b1), self.w2)
+)");
+  m.save(path);
+}
+
+// mpirun as CI runs it: as root, oversubscribed on a 2-core machine.
+inline std::string mpirun(int np) {
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  ::setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+  return "timeout 120 '" LRFIND_MPIEXEC "' -np " + std::to_string(np);
+}
+
+// The same without the `timeout` wrapper, for jobs the test signals itself.
+inline std::string mpirunBare(int np) {
+  mpirun(np);  // the environment
+  return "'" LRFIND_MPIEXEC "' -np " + std::to_string(np);
+}
+
+// lrfind_dist running in the background (no shell in between, so SIGINT is not ignored
+// as it is for a shell's background jobs). The destructor kills what is left.
+class Job {
+ public:
+  Job(const TempDir& dir, const std::string& args, const std::string& launcher = "") {
+    const std::string cmd = "cd '" + dir.path().string() + "' && exec " + launcher + " '" LRFIND_DIST_PATH
+                            "' --threads 1 " + args + " >stdout.txt 2>stderr.txt";
+    const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+    EXPECT_EQ(posix_spawn(&pid_, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+  }
+  ~Job() {
+    if (!code_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  pid_t pid() const { return pid_; }
+
+  // The exit code (128 + signal when a signal ended it), or nullopt if it still runs
+  // after `seconds`.
+  std::optional<int> wait(double seconds) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (!code_) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      } else if (std::chrono::steady_clock::now() > deadline) {
+        return std::nullopt;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+    return code_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> code_;
+};
+
+// Waits (at most 60 s) until `path` is larger than `bytes`: the results file grows with
+// every step it flushes. False on timeout.
+inline bool waitForSize(const std::string& path, std::uintmax_t bytes) {
+  for (int i = 0; i < 600; ++i) {
+    std::error_code ec;
+    if (std::filesystem::file_size(path, ec) > bytes && !ec) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+}  // namespace lrfind::testing
