@@ -173,6 +173,7 @@ finder::StepHook faultInjection(int rank) {
 // This process's rank once the world exists: errors every rank agreed on are printed
 // by rank 0 only.
 int g_world_rank = 0;
+int g_world_size = 1;
 
 // Everything the sweep needs on this rank, built in two agreed phases.
 struct Setup {
@@ -209,6 +210,7 @@ int runChecked(const RunConfig& c) {
 
   World world(c.backend);
   g_world_rank = world.rank();
+  g_world_size = world.size();
   const bool root = world.rank() == 0;
   const int64_t usable = c.sweep.num_training - c.sweep.skip_begin - c.sweep.skip_end;
   if (usable < 2 && root) {
@@ -272,6 +274,7 @@ int runChecked(const RunConfig& c) {
   info.global_batch_size = c.batch_size * world.size() * c.sweep.accumulate;
   info.seed = static_cast<int64_t>(c.seed);
   info.world_size = world.size();
+  info.config = c.config_text;
 
   // From here on SIGINT/SIGTERM stop the sweep after the current step, on every rank,
   // and leave the steps done in <out>.partial.
@@ -327,7 +330,9 @@ int runChecked(const RunConfig& c) {
   if (!c.plot.empty()) writeTextFile(c.plot, renderSvg(result, c.sweep, info), "--plot");
 
   const auto& chosen = result.suggestion();
-  const std::string summary = renderSummary(result, c.sweep);
+  std::string summary = renderSummary(result, c.sweep);
+  // In a batch log (not a terminal) the curve comes along as text: no files to copy.
+  if (::isatty(c.print_lr ? STDERR_FILENO : STDOUT_FILENO) == 0) summary += renderTextPlot(result, c.sweep);
   if (c.print_lr) {
     std::fputs(summary.c_str(), stderr);
     if (chosen.found) std::printf("%.6g\n", chosen.lr);
@@ -345,25 +350,33 @@ int runChecked(const RunConfig& c) {
 }  // namespace
 
 int run(const RunConfig& config) {
-  // One line per failure: a failure all ranks agreed on is reported by rank 0 alone.
-  g_world_rank = std::max(0, detectLauncher().rank);  // the launcher's word until MPI's
-  auto report = [](const std::exception& e) {
-    if (g_world_rank == 0 || !isAgreed(e)) std::fprintf(stderr, "lrfind_dist: error: %s\n", e.what());
+  // One line per failure. A failure all ranks agreed on is reported by rank 0 alone (its
+  // text names the failing rank); a failure of one rank says which rank it is.
+  const LauncherInfo launcher = detectLauncher();
+  g_world_rank = std::max(0, launcher.rank);  // the launcher's word until MPI's
+  g_world_size = std::max(1, launcher.size);
+  auto report = [](const std::exception& e, const char* kind, const std::string& text) {
+    if (isAgreed(e)) {
+      if (g_world_rank == 0) std::fprintf(stderr, "lrfind_dist: error%s: %s\n", kind, text.c_str());
+    } else if (g_world_size > 1) {
+      std::fprintf(stderr, "lrfind_dist: error%s: rank %d: %s\n", kind, g_world_rank, text.c_str());
+    } else {
+      std::fprintf(stderr, "lrfind_dist: error%s: %s\n", kind, text.c_str());
+    }
   };
   try {
     return runChecked(config);
   } catch (const InputError& e) {
-    report(e);
+    report(e, "", e.what());
     return kExitUsage;
   } catch (const Error& e) {
-    report(e);
+    report(e, "", e.what());
     return kExitFailure;
   } catch (const c10::Error& e) {
-    std::fprintf(stderr, "lrfind_dist: error (LibTorch): %s\n",
-                 config.verbose ? e.what() : oneLine(e.what_without_backtrace()).c_str());
+    report(e, " (LibTorch)", config.verbose ? e.what() : oneLine(e.what_without_backtrace()));
     return kExitFailure;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "lrfind_dist: error: %s\n", config.verbose ? e.what() : oneLine(e.what()).c_str());
+    report(e, "", config.verbose ? e.what() : oneLine(e.what()));
     return kExitFailure;
   }
 }

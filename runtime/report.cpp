@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -213,15 +214,33 @@ std::string renderSvg(const finder::SweepResult& result, const finder::SweepOpti
   for (const auto& [x, y] : pts) svg << fmt("%.2f", ax.map(x)) << ',' << fmt("%.2f", ay.map(y)) << ' ';
   svg << "\"/>\n";
 
+  // Every method's point, in its colour, and a legend (top right) listing them all.
+  static const char* const kColors[] = {"#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
+  const double legend_x = kWidth - kRight - 170, legend_y = kTop + 30;
+  svg << "<rect x=\"" << legend_x - 8 << "\" y=\"" << legend_y - 14 << "\" width=\"170\" height=\""
+      << 18 * result.suggestions.size() + 8 << "\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#999\"/>\n";
+  for (std::size_t i = 0; i < result.suggestions.size(); ++i) {
+    const auto& s = result.suggestions[i];
+    const char* color = kColors[i % (sizeof kColors / sizeof kColors[0])];
+    const double ly = legend_y + 18 * static_cast<double>(i);
+    const bool chosen_one = s.method == result.method;
+    svg << "<circle cx=\"" << legend_x + 4 << "\" cy=\"" << ly - 4 << "\" r=\"5\" fill=\"" << color << "\"/>\n"
+        << "<text x=\"" << legend_x + 16 << "\" y=\"" << ly << "\"" << (chosen_one ? " font-weight=\"bold\"" : "")
+        << ">" << finder::toString(s.method) << ": " << (s.found ? formatLr(s.lr) : std::string("none"))
+        << (chosen_one ? " (chosen)" : "") << "</text>\n";
+    if (s.found && s.index >= 0 && s.index < n && std::isfinite(result.loss[s.index])) {
+      svg << "<circle cx=\"" << ax.map(xval(result.lr[s.index])) << "\" cy=\""
+          << ay.map(std::clamp(result.loss[s.index], ay.lo, ay.hi)) << "\" r=\"" << (chosen_one ? 7 : 5)
+          << "\" fill=\"" << color << "\" stroke=\"white\"/>\n";
+    }
+  }
+
   const auto& chosen = result.suggestion();
   if (chosen.found && chosen.index >= 0 && chosen.index < n) {
     const double px = ax.map(xval(chosen.lr));
-    const double py = ay.map(std::clamp(result.loss[chosen.index], ay.lo, ay.hi));
-    const double mark_x = ax.map(xval(result.lr[chosen.index]));
     const bool right_side = px + 200 < kWidth - kRight;  // else the label goes left of the line
     svg << "<line x1=\"" << px << "\" y1=\"" << kTop << "\" x2=\"" << px << "\" y2=\"" << kHeight - kBottom
         << "\" stroke=\"#d62728\" stroke-dasharray=\"5,4\"/>\n"
-        << "<circle cx=\"" << mark_x << "\" cy=\"" << py << "\" r=\"6\" fill=\"#d62728\"/>\n"
         << "<text x=\"" << (right_side ? px + 8 : px - 8) << "\" y=\"" << kTop + 18 << "\" text-anchor=\""
         << (right_side ? "start" : "end") << "\" fill=\"#d62728\">suggested lr " << formatLr(chosen.lr) << " ("
         << finder::toString(chosen.method) << ")</text>\n";
@@ -249,6 +268,59 @@ std::string renderSummary(const finder::SweepResult& result, const finder::Sweep
     os << "suggested lr: " << formatLr(chosen.lr) << " (" << finder::toString(chosen.method) << ")\n";
   } else {
     os << "no suggestion: " << chosen.note << "\n";
+  }
+  return os.str();
+}
+
+std::string renderTextPlot(const finder::SweepResult& result, const finder::SweepOptions& options, int width,
+                           int height) {
+  const bool logx = options.mode == finder::Mode::kExponential;
+  auto xval = [&](double lr) { return logx ? std::log10(lr) : lr; };
+  const auto n = static_cast<int64_t>(result.lr.size());
+  // The y range leaves out the last skip_end points, as the SVG does.
+  double ylo = INFINITY, yhi = -INFINITY;
+  for (int64_t k = 0; k < std::max<int64_t>(1, n - options.skip_end) && k < n; ++k) {
+    if (!std::isfinite(result.loss[k])) continue;
+    ylo = std::min(ylo, result.loss[k]);
+    yhi = std::max(yhi, result.loss[k]);
+  }
+  if (!(ylo <= yhi)) return "  (no finite loss to plot)\n";
+  if (yhi == ylo) yhi = ylo + 1e-12;
+  const double x0 = xval(options.min_lr), x1 = xval(options.max_lr);
+  auto column = [&](double lr) {
+    return std::clamp(static_cast<int>(std::lround((xval(lr) - x0) / (x1 - x0) * (width - 1))), 0, width - 1);
+  };
+  std::vector<std::string> rows(static_cast<std::size_t>(height), std::string(static_cast<std::size_t>(width), ' '));
+  const auto& chosen = result.suggestion();
+  const int mark = chosen.found ? column(chosen.lr) : -1;
+  if (mark >= 0) {
+    for (auto& row : rows) row[static_cast<std::size_t>(mark)] = '|';
+  }
+  for (int64_t k = 0; k < n; ++k) {
+    const double y = result.loss[k];
+    if (!std::isfinite(y)) continue;
+    // 0 at the bottom row, 1 at the top; points outside the range (the last skip_end
+    // ones are not in it) sit on the edge as '^' or 'v'.
+    const double t = (y - ylo) / (yhi - ylo);
+    const int r = height - 1 - static_cast<int>(std::lround(std::clamp(t, 0.0, 1.0) * (height - 1)));
+    rows[static_cast<std::size_t>(r)][static_cast<std::size_t>(column(result.lr[k]))] = t > 1 ? '^' : t < 0 ? 'v' : '*';
+  }
+  std::ostringstream os;
+  os << "  loss (smoothed) vs lr" << (logx ? " (log scale)" : "") << ", '|' = suggested lr:\n";
+  for (int r = 0; r < height; ++r) {
+    const std::string label = r == 0 ? fmt("%.4g", yhi) : r == height - 1 ? fmt("%.4g", ylo) : std::string();
+    char prefix[32];
+    std::snprintf(prefix, sizeof prefix, "  %10s |", label.c_str());
+    os << prefix << rows[static_cast<std::size_t>(r)] << "\n";
+  }
+  os << "  " << std::string(10, ' ') << " +" << std::string(static_cast<std::size_t>(width), '-') << "\n";
+  const std::string left = formatLr(options.min_lr), right = formatLr(options.max_lr);
+  os << "  " << std::string(12, ' ') << left
+     << std::string(static_cast<std::size_t>(std::max<int>(1, width - static_cast<int>(left.size() + right.size()))), ' ')
+     << right << "\n";
+  if (mark >= 0) {
+    os << "  " << std::string(static_cast<std::size_t>(12 + mark), ' ') << "^ " << formatLr(chosen.lr) << " ("
+       << finder::toString(chosen.method) << ")\n";
   }
   return os.str();
 }

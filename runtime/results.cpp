@@ -140,6 +140,7 @@ void ResultsWriter::onStart(const finder::SweepOptions& options, int world_size)
   writeAttr(f, "data", info_.data);
   writeAttr(f, "device", info_.device);
   writeAttr(f, "seed", info_.seed);
+  if (!info_.config.empty()) writeAttr(f, "config", info_.config);
   writeAttr(f, "steps_completed", int64_t{0});
   writeAttr(f, "stop_reason", std::string(finder::toString(finder::StopReason::kRunning)));
   writeAttr(f, "complete", int64_t{0});

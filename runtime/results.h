@@ -29,6 +29,9 @@ struct RunInfo {
   int64_t global_batch_size = 0;  // batch_size * world * accumulate
   int64_t seed = 0;
   int world_size = 1;
+  // The run's full configuration as TOML (lrfind_dist --config reads it back); stored
+  // as the "config" attribute when not empty.
+  std::string config;
 };
 
 // Throws InputError when `path` cannot be written: its directory is missing or not

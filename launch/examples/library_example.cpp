@@ -1,52 +1,47 @@
-// The library API on your own torch::nn module, optimizer and data: the README's
-// example, built and run by ctest so that it keeps compiling.
+// The library API on your own torch::nn module, optimizer and data (the README's
+// example). Built twice by the tests: in the tree (ctest library_example), and as a
+// user's project against the installed package (tests/consumer, find_package(lrfind)).
+// Exits 0 when a suggestion came back and the model and optimizer are unchanged.
+
+#include <lrfind/lrfind.h>
 
 #include <cstdio>
 
 #include <torch/torch.h>
 
-#include "finder/sweep.h"
-
-namespace {
-
-// Any BatchSource works; this one cycles over in-memory tensors.
-class TensorBatches : public lrfind::finder::BatchSource {
- public:
-  TensorBatches(torch::Tensor x, torch::Tensor y, int64_t batch) : x_(x), y_(y), batch_(batch) {}
-  lrfind::finder::Batch next() override {
-    const int64_t start = (pos_ * batch_) % (x_.size(0) - batch_ + 1);
-    ++pos_;
-    return {x_.narrow(0, start, batch_), y_.narrow(0, start, batch_)};
-  }
-
- private:
-  torch::Tensor x_, y_;
-  int64_t batch_, pos_ = 0;
+struct NetImpl : torch::nn::Module {
+  NetImpl() : fc1(register_module("fc1", torch::nn::Linear(20, 64))), fc2(register_module("fc2", torch::nn::Linear(64, 2))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return fc2(torch::relu(fc1(x))); }
+  torch::nn::Linear fc1, fc2;
 };
-
-}  // namespace
+TORCH_MODULE(Net);
 
 int main() {
   torch::manual_seed(0);
-  auto x = torch::randn({1024, 20});
-  auto y = (x.narrow(1, 0, 1).squeeze(1) > 0).to(torch::kLong);  // a learnable rule
+  const auto x = torch::randn({1024, 20});
+  const auto y = (x.select(1, 0) > 0).to(torch::kLong);
+  Net net;
+  torch::optim::SGD optimizer(net->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+  const auto before = net->fc1->weight.clone();
 
-  torch::nn::Sequential net(torch::nn::Linear(20, 64), torch::nn::ReLU(), torch::nn::Linear(64, 2));
-  torch::optim::AdamW optimizer(net->parameters(), torch::optim::AdamWOptions(1e-3));
-  TensorBatches data(x, y, 32);
-
-  auto model = lrfind::finder::makeModel(net);
-  lrfind::finder::SweepOptions options;  // Lightning's defaults: 1e-8 .. 1, 100 steps
-  options.min_lr = 1e-6;
-  options.max_lr = 10;
+  int64_t position = 0;
+  auto next_batch = [&] {
+    const int64_t start = (position++ * 32) % (1024 - 32);
+    return std::make_pair(x.narrow(0, start, 32), y.narrow(0, start, 32));
+  };
   auto loss = [](const torch::Tensor& out, const torch::Tensor& target) {
     return torch::nn::functional::cross_entropy(out, target);
   };
-  const auto result = lrfind::finder::runSweep(*model, optimizer, data, loss, options);
+  lrfind::Options options;
+  options.min_lr = 1e-5;
+  options.max_lr = 10;
+  const auto result = lrfind::findLr(net, optimizer, next_batch, loss, options);
 
-  const auto& s = result.suggestion();
-  std::printf("%lld steps, %s; suggested lr %s\n", static_cast<long long>(result.stepsCompleted()),
-              lrfind::finder::toString(result.stop_reason), s.found ? std::to_string(s.lr).c_str() : "none");
-  // net and optimizer are exactly as they were before the sweep.
-  return s.found ? 0 : 1;
+  std::printf("lrfind %s: %zu steps, %s, suggested lr %g\n", lrfind::version(), result.lr.size(),
+              result.stop_reason.c_str(), result.suggested_lr.value_or(-1));
+  for (const auto& [method, lr] : result.suggestions) std::printf("  %s: %g\n", method.c_str(), lr.value_or(-1));
+  const bool unchanged = torch::equal(before, net->fc1->weight);
+  const bool lr_back = optimizer.param_groups()[0].options().get_lr() == 0.01;
+  if (!unchanged || !lr_back) std::printf("the model or the optimizer changed\n");
+  return result.suggested_lr && unchanged && lr_back ? 0 : 1;
 }

@@ -1,0 +1,157 @@
+// Fuzz target: lrfind's validation of HDF5 data files. The input does not feed HDF5's
+// own parser; it describes a file (which datasets exist, their types, shapes, values,
+// chunking, attributes, groups in their place) that the harness writes with the HDF5
+// API, plus a row plan (ranks, batch size, shuffling). Then it runs what lrfind_dist
+// runs on a user's file: loadHdf5 with the plan's rows, checkLabelsFit and a few
+// batches. Contract checked: bad files give lrfind::Error (InputError or IoError) and
+// nothing else; no crash, no sanitizer report.
+
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <c10/util/Exception.h>
+
+#include "comm/errors.h"
+#include "runtime/batches.h"
+#include "runtime/dataset.h"
+
+namespace {
+
+class Bytes {
+ public:
+  Bytes(const uint8_t* data, size_t size) : p_(data), n_(size) {}
+  uint8_t next() {
+    if (n_ == 0) return 0;
+    --n_;
+    return *p_++;
+  }
+  // Fills `out` with the remaining bytes, cycling them (zeros when none are left).
+  void fill(std::vector<uint8_t>& out) {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = n_ == 0 ? 0 : p_[i % n_];
+  }
+
+ private:
+  const uint8_t* p_;
+  size_t n_;
+};
+
+// The element type a byte picks: numbers the loader accepts or rejects, and types it
+// must refuse with a message (strings, compounds).
+hid_t pickType(uint8_t b) {
+  switch (b % 9) {
+    case 0: return H5Tcopy(H5T_NATIVE_FLOAT);
+    case 1: return H5Tcopy(H5T_NATIVE_DOUBLE);
+    case 2: return H5Tcopy(H5T_NATIVE_INT32);
+    case 3: return H5Tcopy(H5T_NATIVE_INT64);
+    case 4: return H5Tcopy(H5T_NATIVE_UINT8);
+    case 5: return H5Tcopy(H5T_NATIVE_INT16);
+    case 6: {
+      hid_t s = H5Tcopy(H5T_C_S1);
+      H5Tset_size(s, 4);
+      return s;
+    }
+    case 7: {
+      hid_t c = H5Tcreate(H5T_COMPOUND, sizeof(float));
+      H5Tinsert(c, "v", 0, H5T_NATIVE_FLOAT);
+      return c;
+    }
+    default: return H5Tcopy(H5T_STD_I64BE);  // big-endian labels
+  }
+}
+
+// Writes one dataset (or a group / nothing in its place) described by the next bytes.
+void writeEntry(hid_t file, const char* name, Bytes& in) {
+  const uint8_t how = in.next();
+  if (how % 7 == 0) return;  // missing
+  if (how % 7 == 1) {        // a group where a dataset should be
+    H5Gclose(H5Gcreate2(file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    return;
+  }
+  const int rank = in.next() % 5;
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  hsize_t count = 1;
+  for (auto& d : dims) {
+    d = in.next() % 9;
+    count *= d;
+  }
+  const hid_t type = pickType(in.next());
+  const hid_t space = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, dims.data(), nullptr);
+  const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if ((how & 0x10) != 0 && rank > 0 && count > 0) {  // chunked, a chunk per leading row
+    std::vector<hsize_t> chunk = dims;
+    chunk[0] = 1;
+    H5Pset_chunk(dcpl, rank, chunk.data());
+  }
+  const hid_t ds = H5Dcreate2(file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (ds >= 0) {
+    std::vector<uint8_t> values(static_cast<size_t>(count) * H5Tget_size(type));
+    in.fill(values);
+    if (!values.empty()) H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+    if ((how & 0x20) != 0) {  // an attribute the loader should not care about
+      const hid_t aspace = H5Screate(H5S_SCALAR);
+      const hid_t attr = H5Acreate2(ds, "units", H5T_NATIVE_INT, aspace, H5P_DEFAULT, H5P_DEFAULT);
+      const int v = how;
+      H5Awrite(attr, H5T_NATIVE_INT, &v);
+      H5Aclose(attr);
+      H5Sclose(aspace);
+    }
+    H5Dclose(ds);
+  }
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  H5Tclose(type);
+}
+
+const std::string& scratchPath() {
+  static const std::string path = [] {
+    const char* dir = std::getenv("TMPDIR");
+    return std::string(dir != nullptr ? dir : "/tmp") + "/lrfind_fuzz_" + std::to_string(::getpid()) + ".h5";
+  }();
+  return path;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const bool quiet = [] { return H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr) >= 0; }();
+  (void)quiet;
+  Bytes in(data, size);
+  lrfind::runtime::BatchPlan plan;
+  plan.world = 1 + in.next() % 3;
+  plan.rank = in.next() % plan.world;
+  plan.batch_size = 1 + in.next() % 6;
+  plan.shuffle = (in.next() & 1) != 0;
+  plan.seed = in.next();
+  const int64_t batches = 1 + in.next() % 4;
+  const int64_t outputs = 1 + in.next() % 12;
+  const std::string x_key = (in.next() & 7) == 0 ? "inputs" : "x";
+
+  const std::string& path = scratchPath();
+  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (file < 0) std::abort();
+  writeEntry(file, "x", in);
+  writeEntry(file, "y", in);
+  H5Fclose(file);
+
+  try {
+    const auto d = lrfind::runtime::loadHdf5(path, x_key, "y", [&](int64_t samples) {
+      return lrfind::runtime::rowsUsed(samples, plan, batches);
+    });
+    if (d.has_labels) lrfind::runtime::checkLabelsFit(d, outputs, "fuzz");
+    lrfind::runtime::ShardedBatches stream(d, plan, c10::Device(c10::DeviceType::CPU));
+    for (int64_t b = 0; b < batches; ++b) {
+      const auto batch = stream.next();
+      if (batch.input.size(0) != plan.batch_size || batch.target.size(0) != plan.batch_size) std::abort();
+    }
+  } catch (const lrfind::Error&) {
+    // The contract: bad input is an lrfind error with a message.
+  }
+  // Anything else (c10::Error, std::exception) escapes and the fuzzer reports it.
+  return 0;
+}
