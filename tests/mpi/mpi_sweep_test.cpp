@@ -1,6 +1,8 @@
 // The sweep over MPI: equivalence with one process, identical parameters, errors and
 // stop decisions agreed by every rank.
 
+#include <mpi.h>
+
 #include <cmath>
 #include <limits>
 
@@ -11,6 +13,7 @@
 #include "comm/mpi_communicator.h"
 #include "comm/self_communicator.h"
 #include "finder/sweep.h"
+#include "lrfind/lrfind.h"
 #include "runtime/batches.h"
 #include "runtime/dataset.h"
 #include "runtime/factories.h"
@@ -154,6 +157,40 @@ TEST(MpiSweep, NonFiniteLossOnOneRankStopsEveryRankAtTheSameStep) {
       EXPECT_TRUE(std::isfinite(s.lr));
     }
   }
+}
+
+// The public API over MPI: every rank gets rank 0's suggestions.
+TEST(MpiSweep, PublicApiGivesEveryRankTheSameSuggestion) {
+  MPI_Comm world = MPI_COMM_WORLD;
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  torch::manual_seed(0);
+  torch::nn::Sequential net(torch::nn::Linear(8, 16), torch::nn::ReLU(), torch::nn::Linear(16, 3));
+  torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.1));
+  torch::manual_seed(100 + rank);  // every rank its own data
+  const auto x = torch::randn({256, 8});
+  const auto y = (x.narrow(1, 0, 3).argmax(1));
+  int64_t pos = 0;
+  auto next = [&] {
+    const int64_t start = (pos++ * 16) % (256 - 16);
+    return std::make_pair(x.narrow(0, start, 16), y.narrow(0, start, 16));
+  };
+  auto loss = [](const torch::Tensor& out, const torch::Tensor& t) { return torch::nn::functional::cross_entropy(out, t); };
+  lrfind::Options o;
+  o.min_lr = 1e-4;
+  o.max_lr = 10;
+  o.mpi_comm = &world;
+  const auto r = lrfind::findLr(net, opt, next, loss, o);
+  ASSERT_TRUE(r.suggested_lr.has_value()) << "rank " << rank;
+  double mine[2] = {*r.suggested_lr, static_cast<double>(r.lr.size())}, lo[2], hi[2];
+  MPI_Allreduce(mine, lo, 2, MPI_DOUBLE, MPI_MIN, world);
+  MPI_Allreduce(mine, hi, 2, MPI_DOUBLE, MPI_MAX, world);
+  EXPECT_EQ(lo[0], hi[0]);
+  EXPECT_EQ(lo[1], hi[1]);
+  EXPECT_EQ(r.suggestions.size(), 5u);
+  EXPECT_EQ(opt.param_groups()[0].options().get_lr(), 0.1) << "the optimizer is restored";
+  o.max_lr = o.min_lr;  // bad options: invalid_argument on every rank, before any collective
+  EXPECT_THROW(lrfind::findLr(net, opt, next, loss, o), std::invalid_argument);
 }
 
 // A stop request on one rank (a signal there) stops every rank after the same step.

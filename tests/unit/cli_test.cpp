@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -114,6 +115,53 @@ TEST(Cli, TorchScriptModelOnHdf5DataWithJson) {
   for (const char* m : {"steepest", "valley", "minimum", "steep", "slide"}) {
     EXPECT_TRUE(j["suggestions"].contains(m)) << m;
   }
+}
+
+// --write-config prints every flag's value; --config with that file repeats the run bit
+// for bit, and so does the configuration stored in the results file.
+TEST(Cli, WrittenConfigRepeatsTheRunBitForBit) {
+  TempDir dir;
+  const std::string flags =
+      "--optimizer adam --betas 0.8,0.95 --min-lr 3.3e-6 --max-lr 7 --num-training 40 --seed 5 --beta 0.9 "
+      "--mode linear --early-stop-threshold none --plot '' --force ";
+  const auto written = runCli(dir, flags + "--write-config");
+  ASSERT_EQ(written.code, 0) << written.err;
+  EXPECT_NE(written.out.find("min-lr=3.3e-6"), std::string::npos) << written.out;
+  EXPECT_NE(written.out.find("threads=1"), std::string::npos) << "every flag, defaults and all:\n" << written.out;
+  std::ofstream(dir.file("run.toml")) << written.out;
+  ASSERT_EQ(runCli(dir, flags + "--out direct.h5").code, 0);
+  const auto again = runCli(dir, "--config run.toml --out again.h5");
+  ASSERT_EQ(again.code, 0) << again.err;
+  const auto direct = runtime::readResults(dir.file("direct.h5"));
+  const auto repeated = runtime::readResults(dir.file("again.h5"));
+  EXPECT_EQ(repeated.strings.at("mode"), "linear");
+  ASSERT_EQ(repeated.lr.size(), direct.lr.size());
+  for (std::size_t k = 0; k < direct.lr.size(); ++k) {
+    EXPECT_EQ(std::memcmp(&repeated.lr[k], &direct.lr[k], sizeof(double)), 0) << k;
+    EXPECT_EQ(std::memcmp(&repeated.loss_raw[k], &direct.loss_raw[k], sizeof(double)), 0) << k;
+  }
+  // The configuration stored in the results is a config file too.
+  std::ofstream(dir.file("stored.toml")) << direct.strings.at("config");
+  ASSERT_EQ(runCli(dir, "--config stored.toml --out stored.h5").code, 0);
+  EXPECT_EQ(runtime::readResults(dir.file("stored.h5")).loss_raw, direct.loss_raw);
+}
+
+TEST(Cli, CommandLineWinsOverTheConfigFile) {
+  TempDir dir;
+  std::ofstream(dir.file("c.toml")) << "max-lr = 10\nnum-training = 30\noptimizer = \"rmsprop\"\n";
+  const auto r = runCli(dir, "--config c.toml --max-lr 2 --plot ''");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto d = runtime::readResults(dir.file("lrfind.h5"));
+  EXPECT_EQ(d.numbers.at("max_lr"), 2.0);
+  EXPECT_EQ(d.numbers.at("num_training"), 30.0);
+  EXPECT_EQ(d.strings.at("optimizer"), "rmsprop");
+  std::ofstream(dir.file("bad.toml")) << "max-lr = \"ten\"\n";
+  const auto bad = runCli(dir, "--config bad.toml --out bad.h5");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("max-lr"), std::string::npos) << bad.err;
+  const auto missing = runCli(dir, "--config nope.toml --out nope.h5");
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("nope.toml"), std::string::npos) << missing.err;
 }
 
 TEST(Cli, TooFewPointsWarnsAndStillSucceeds) {
