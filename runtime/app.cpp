@@ -115,7 +115,8 @@ std::unique_ptr<comm::Communicator> makeTensorComm(comm::Communicator& control, 
   return std::make_unique<comm::NcclCommunicator>(control, options);
 #else
   (void)timeout_s;
-  throw InputError(concat("--device cuda with ", control.size(),
+  // The same on every rank (a property of this build): agreed without talking.
+  throw Agreed<InputError>(concat("--device cuda with ", control.size(),
                           " ranks averages gradients with NCCL, and this build has none (configure with "
                           "-DLRFIND_WITH_NCCL=ON and NCCL_HOME set); or use --device cpu"));
 #endif
