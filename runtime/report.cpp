@@ -115,6 +115,20 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
+// The step whose lr is closest to `lr` (in log10 when `logx`); -1 when there is none.
+int64_t nearestStep(const std::vector<double>& lrs, double lr, bool logx) {
+  int64_t best = -1;
+  double best_gap = INFINITY;
+  for (std::size_t k = 0; k < lrs.size(); ++k) {
+    const double gap = logx ? std::abs(std::log10(lrs[k]) - std::log10(lr)) : std::abs(lrs[k] - lr);
+    if (gap < best_gap) {
+      best_gap = gap;
+      best = static_cast<int64_t>(k);
+    }
+  }
+  return best;
+}
+
 std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -214,9 +228,11 @@ std::string renderSvg(const finder::SweepResult& result, const finder::SweepOpti
   for (const auto& [x, y] : pts) svg << fmt("%.2f", ax.map(x)) << ',' << fmt("%.2f", ay.map(y)) << ' ';
   svg << "\"/>\n";
 
-  // Every method's point, in its colour, and a legend (top right) listing them all.
+  // Every method's point, in its colour, and a legend listing them all, bottom left
+  // (where a range test's curve rarely goes: it starts high and falls to the right).
   static const char* const kColors[] = {"#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
-  const double legend_x = kWidth - kRight - 170, legend_y = kTop + 30;
+  const double legend_x = kLeft + 16;
+  const double legend_y = kHeight - kBottom - 18 * static_cast<double>(result.suggestions.size()) - 4;
   svg << "<rect x=\"" << legend_x - 8 << "\" y=\"" << legend_y - 14 << "\" width=\"170\" height=\""
       << 18 * result.suggestions.size() + 8 << "\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#999\"/>\n";
   for (std::size_t i = 0; i < result.suggestions.size(); ++i) {
@@ -228,10 +244,12 @@ std::string renderSvg(const finder::SweepResult& result, const finder::SweepOpti
         << "<text x=\"" << legend_x + 16 << "\" y=\"" << ly << "\"" << (chosen_one ? " font-weight=\"bold\"" : "")
         << ">" << finder::toString(s.method) << ": " << (s.found ? formatLr(s.lr) : std::string("none"))
         << (chosen_one ? " (chosen)" : "") << "</text>\n";
-    if (s.found && s.index >= 0 && s.index < n && std::isfinite(result.loss[s.index])) {
-      svg << "<circle cx=\"" << ax.map(xval(result.lr[s.index])) << "\" cy=\""
-          << ay.map(std::clamp(result.loss[s.index], ay.lo, ay.hi)) << "\" r=\"" << (chosen_one ? 7 : 5)
-          << "\" fill=\"" << color << "\" stroke=\"white\"/>\n";
+    // At the suggested lr, on the curve: its nearest recorded step (fastai's `minimum`
+    // is a tenth of the lr of the lowest loss, so not the lr of its index).
+    const int64_t at = s.found ? nearestStep(result.lr, s.lr, logx) : -1;
+    if (at >= 0 && std::isfinite(result.loss[at])) {
+      svg << "<circle cx=\"" << ax.map(xval(s.lr)) << "\" cy=\"" << ay.map(std::clamp(result.loss[at], ay.lo, ay.hi))
+          << "\" r=\"" << (chosen_one ? 7 : 5) << "\" fill=\"" << color << "\" stroke=\"white\"/>\n";
     }
   }
 
