@@ -23,6 +23,7 @@ if [[ "$sanitize" == ON ]]; then
   # LibTorch and Open MPI are not built with ASan: no container-overflow checks across
   # them; leaks only from lrfind's own code (see lsan.supp); UBSan reports are errors.
   # Full malloc stacks, so that a leak is attributed to the library that made it.
+  export LRFIND_TEST_TIME_SCALE=5  # wall-time bounds in the end-to-end tests, x5
   export ASAN_OPTIONS="detect_container_overflow=0:detect_odr_violation=0:fast_unwind_on_malloc=0:${ASAN_OPTIONS:-}"
   export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0:${LSAN_OPTIONS:-}"
   export UBSAN_OPTIONS="suppressions=$supp/ubsan.supp:print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"

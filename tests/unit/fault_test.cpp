@@ -94,7 +94,7 @@ void checkSignalStopsTheJob(int sig, const std::string& launcher) {
   const auto ranks = processesMentioning(dir.path().string());
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(::kill(job.pid(), sig), 0);
-  const auto code = job.wait(10.0);
+  const auto code = job.wait(10.0 * timeScale());
   ASSERT_TRUE(code.has_value()) << "still running 10 s after signal " << sig;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (launcher.empty()) {
@@ -102,7 +102,7 @@ void checkSignalStopsTheJob(int sig, const std::string& launcher) {
   } else {
     EXPECT_NE(*code, 0);
   }
-  EXPECT_TRUE(allGone(dir.path().string(), ranks, 10.0 - seconds));
+  EXPECT_TRUE(allGone(dir.path().string(), ranks, 10.0 * timeScale() - seconds));
   const std::string err = slurp(dir.file("stderr.txt"));
   EXPECT_NE(err.find("lrfind_dist: interrupted"), std::string::npos) << err;
   const auto d = runtime::readResults(dir.file("r.h5.partial"));
@@ -138,11 +138,11 @@ void checkKilledRank(int np, bool from_outside) {
     steps_done = 0;  // unknown here (the file is locked while rank 0 writes); the attribute below
   }
   const auto t0 = std::chrono::steady_clock::now();
-  const auto code = job.wait(30.0);
+  const auto code = job.wait(30.0 * timeScale());
   ASSERT_TRUE(code.has_value()) << "the launcher is still running 30 s after the kill";
   EXPECT_NE(*code, 0);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_TRUE(allGone(dir.path().string(), ranks, 30.0 - seconds)) << "a rank outlived the job";
+  EXPECT_TRUE(allGone(dir.path().string(), ranks, 30.0 * timeScale() - seconds)) << "a rank outlived the job";
   const auto d = runtime::readResults(dir.file("r.h5.partial"));
   EXPECT_EQ(d.numbers.at("complete"), 0);
   EXPECT_GE(static_cast<int64_t>(d.lr.size()), steps_done - 1);
