@@ -5,8 +5,6 @@
 // checked: parseCommandLine never throws, it either runs or exits with 0 (help,
 // version, write-config) or 2 and one error line; validate throws only InputError.
 
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -14,20 +12,9 @@
 #include <vector>
 
 #include "comm/errors.h"
+#include "fuzz_util.h"
 #include "launch/cli.h"
 #include "runtime/app.h"
-
-namespace {
-
-const std::string& configPath() {
-  static const std::string path = [] {
-    const char* dir = std::getenv("TMPDIR");
-    return std::string(dir != nullptr ? dir : "/tmp") + "/lrfind_fuzz_" + std::to_string(::getpid()) + ".toml";
-  }();
-  return path;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
@@ -48,9 +35,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     start = end + 1;
   }
   if (in_config) {
-    std::ofstream(configPath(), std::ios::trunc) << config;
+    const std::string path = lrfind::fuzz::scratchPath(".toml");
+    std::ofstream(path, std::ios::trunc) << config;
     args.push_back("--config");
-    args.push_back(configPath());
+    args.push_back(path);
   }
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());

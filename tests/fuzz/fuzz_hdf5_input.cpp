@@ -7,7 +7,6 @@
 // nothing else; no crash, no sanitizer report.
 
 #include <hdf5.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -18,6 +17,7 @@
 #include <c10/util/Exception.h>
 
 #include "comm/errors.h"
+#include "fuzz_util.h"
 #include "runtime/batches.h"
 #include "runtime/dataset.h"
 
@@ -108,14 +108,6 @@ void writeEntry(hid_t file, const char* name, Bytes& in) {
   H5Tclose(type);
 }
 
-const std::string& scratchPath() {
-  static const std::string path = [] {
-    const char* dir = std::getenv("TMPDIR");
-    return std::string(dir != nullptr ? dir : "/tmp") + "/lrfind_fuzz_" + std::to_string(::getpid()) + ".h5";
-  }();
-  return path;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -132,7 +124,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int64_t outputs = 1 + in.next() % 12;
   const std::string x_key = (in.next() & 7) == 0 ? "inputs" : "x";
 
-  const std::string& path = scratchPath();
+  const std::string path = lrfind::fuzz::scratchPath(".h5");
   const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file < 0) std::abort();
   writeEntry(file, "x", in);
