@@ -115,6 +115,20 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
+// The y range of both plots: the finite smoothed losses, leaving out the final
+// `skip_end` points (the divergence that stopped the sweep would squash the rest of the
+// curve). {+inf, -inf} when there is none.
+std::pair<double, double> lossRange(const finder::SweepResult& result, int64_t skip_end) {
+  double lo = INFINITY, hi = -INFINITY;
+  const auto n = static_cast<int64_t>(result.loss.size());
+  for (int64_t k = 0; k < std::max<int64_t>(1, n - skip_end) && k < n; ++k) {
+    if (!std::isfinite(result.loss[k])) continue;
+    lo = std::min(lo, result.loss[k]);
+    hi = std::max(hi, result.loss[k]);
+  }
+  return {lo, hi};
+}
+
 // The step whose lr is closest to `lr` (in log10 when `logx`); -1 when there is none.
 int64_t nearestStep(const std::vector<double>& lrs, double lr, bool logx) {
   int64_t best = -1;
@@ -152,20 +166,13 @@ std::string renderSvg(const finder::SweepResult& result, const finder::SweepOpti
   const bool logx = options.mode == finder::Mode::kExponential;
   auto xval = [&](double lr) { return logx ? std::log10(lr) : lr; };
 
-  // y range: finite points, leaving out the final `skip_end` ones (the divergence that
-  // stopped the sweep would squash the rest of the curve); the line is clipped.
+  // Every finite point is drawn; the y range leaves the last ones out and clips the line.
   std::vector<std::pair<double, double>> pts;
-  double ylo = INFINITY, yhi = -INFINITY;
   const auto n = static_cast<int64_t>(result.lr.size());
   for (int64_t k = 0; k < n; ++k) {
-    const double y = result.loss[k];
-    if (!std::isfinite(y)) continue;
-    pts.emplace_back(xval(result.lr[k]), y);
-    if (k < std::max<int64_t>(1, n - options.skip_end)) {
-      ylo = std::min(ylo, y);
-      yhi = std::max(yhi, y);
-    }
+    if (std::isfinite(result.loss[k])) pts.emplace_back(xval(result.lr[k]), result.loss[k]);
   }
+  auto [ylo, yhi] = lossRange(result, options.skip_end);
   std::ostringstream svg;
   svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kWidth << "\" height=\"" << kHeight
       << "\" viewBox=\"0 0 " << kWidth << ' ' << kHeight << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
@@ -295,13 +302,7 @@ std::string renderTextPlot(const finder::SweepResult& result, const finder::Swee
   const bool logx = options.mode == finder::Mode::kExponential;
   auto xval = [&](double lr) { return logx ? std::log10(lr) : lr; };
   const auto n = static_cast<int64_t>(result.lr.size());
-  // The y range leaves out the last skip_end points, as the SVG does.
-  double ylo = INFINITY, yhi = -INFINITY;
-  for (int64_t k = 0; k < std::max<int64_t>(1, n - options.skip_end) && k < n; ++k) {
-    if (!std::isfinite(result.loss[k])) continue;
-    ylo = std::min(ylo, result.loss[k]);
-    yhi = std::max(yhi, result.loss[k]);
-  }
+  auto [ylo, yhi] = lossRange(result, options.skip_end);
   if (!(ylo <= yhi)) return "  (no finite loss to plot)\n";
   if (yhi == ylo) yhi = ylo + 1e-12;
   const double x0 = xval(options.min_lr), x1 = xval(options.max_lr);

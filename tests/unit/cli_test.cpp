@@ -177,22 +177,11 @@ TEST(Cli, TooFewPointsWarnsAndStillSucceeds) {
 
 TEST(Cli, KilledRunLeavesAReadablePartialFile) {
   TempDir dir;
-  const std::string pid_file = dir.file("pid");
-  const std::string cmd = "cd '" + dir.path().string() + "' || exit 1; '" LRFIND_DIST_PATH
-                          "' --threads 1 --num-training 200000 --early-stop-threshold none --max-lr 1e-3 "
-                          ">/dev/null 2>&1 & echo $! > pid";
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  Job job(dir, "--num-training 200000 --early-stop-threshold none --max-lr 1e-3");
   const auto partial = dir.file("lrfind.h5.partial");
-  // Wait (at most 60 s) until some steps are on disk: the file grows with every flush.
-  for (int i = 0; i < 600; ++i) {
-    std::error_code ec;
-    if (std::filesystem::file_size(partial, ec) > 40000 && !ec) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  std::string pid = slurp(pid_file);
-  while (!pid.empty() && std::isspace(static_cast<unsigned char>(pid.back()))) pid.pop_back();
-  ASSERT_FALSE(pid.empty());
-  ASSERT_EQ(std::system(("kill -9 " + pid + " && sleep 0.3").c_str()), 0);
+  ASSERT_TRUE(waitForSize(partial, 40000)) << slurp(dir.file("stderr.txt"));
+  ASSERT_EQ(::kill(job.pid(), SIGKILL), 0);
+  ASSERT_TRUE(job.wait(10.0 * timeScale()).has_value());
   const auto d = runtime::readResults(partial);
   EXPECT_EQ(d.numbers.at("complete"), 0);
   EXPECT_EQ(d.strings.at("stop_reason"), "running");

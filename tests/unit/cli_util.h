@@ -67,19 +67,17 @@ def forward(self, x):
   m.save(path);
 }
 
-// mpirun as CI runs it: as root, oversubscribed on a 2-core machine.
-inline std::string mpirun(int np) {
+// mpirun as CI runs it: as root, oversubscribed on a 2-core machine. For jobs the test
+// signals itself (no `timeout` wrapper in between).
+inline std::string mpirunBare(int np) {
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   ::setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
-  return "timeout 120 '" LRFIND_MPIEXEC "' -np " + std::to_string(np);
-}
-
-// The same without the `timeout` wrapper, for jobs the test signals itself.
-inline std::string mpirunBare(int np) {
-  mpirun(np);  // the environment
   return "'" LRFIND_MPIEXEC "' -np " + std::to_string(np);
 }
+
+// The same, bounded by `timeout`, for jobs run to their end.
+inline std::string mpirun(int np) { return "timeout 120 " + mpirunBare(np); }
 
 // lrfind_dist running in the background (no shell in between, so SIGINT is not ignored
 // as it is for a shell's background jobs). The destructor kills what is left.

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -160,16 +161,23 @@ TEST(Results, OutputPathChecks) {
   EXPECT_EQ(message(dir.file("new.h5"), false), "");
 }
 
-TEST(Report, JsonAndSvgCarryTheSuggestion) {
-  const auto o = options();
+// A range-test-like curve over 30 steps: flat, then falling; `last_loss` replaces the
+// final point when given.
+finder::SweepResult curve(const finder::SweepOptions& o, std::optional<double> last_loss = std::nullopt) {
   finder::SweepResult r;
   for (int k = 0; k < 30; ++k) {
     r.lr.push_back(o.min_lr * std::pow(1e4, k / 29.0));
-    r.loss.push_back(2.0 - std::tanh((k - 15) / 4.0));
+    r.loss.push_back(k == 29 && last_loss ? *last_loss : 2.0 - std::tanh((k - 15) / 4.0));
     r.loss_raw.push_back(r.loss.back());
   }
   r.stop_reason = finder::StopReason::kCompleted;
   r.suggestions = finder::suggestAll({r.lr, r.loss, o.mode, o.skip_begin, o.skip_end});
+  return r;
+}
+
+TEST(Report, JsonAndSvgCarryTheSuggestion) {
+  const auto o = options();
+  const auto r = curve(o);
   const auto& s = r.suggestion();
   ASSERT_TRUE(s.found);
   const std::string json = renderJson(r, o, info(), "r.h5");
@@ -182,18 +190,6 @@ TEST(Report, JsonAndSvgCarryTheSuggestion) {
   EXPECT_NE(svg.find(">1e-3<"), std::string::npos) << "decade ticks";
   const std::string summary = renderSummary(r, o);
   EXPECT_NE(summary.find("suggested lr: " + formatLr(s.lr)), std::string::npos) << summary;
-}
-
-finder::SweepResult curve(const finder::SweepOptions& o, double last_loss) {
-  finder::SweepResult r;
-  for (int k = 0; k < 30; ++k) {
-    r.lr.push_back(o.min_lr * std::pow(1e4, k / 29.0));
-    r.loss.push_back(k == 29 ? last_loss : 2.0 - std::tanh((k - 15) / 4.0));
-    r.loss_raw.push_back(r.loss.back());
-  }
-  r.stop_reason = finder::StopReason::kCompleted;
-  r.suggestions = finder::suggestAll({r.lr, r.loss, o.mode, o.skip_begin, o.skip_end});
-  return r;
 }
 
 // Every method on the plot, in the legend, the chosen one named as such.
