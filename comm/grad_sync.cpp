@@ -4,13 +4,16 @@
 
 #include <ATen/ATen.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 
 namespace lrfind::comm {
 
 GradientAverager::GradientAverager(Communicator& comm, std::vector<at::Tensor> params, std::size_t bucket_bytes,
                                    bool loss_prescaled)
-    : comm_(comm), params_(std::move(params)), loss_prescaled_(loss_prescaled) {
+    : comm_(comm), loss_prescaled_(loss_prescaled) {
+  for (auto& p : params) {
+    if (p.requires_grad()) params_.push_back(std::move(p));
+  }
   if (comm_.size() == 1 || params_.empty()) return;
   const auto& first = params_.front();
   int64_t total = 0;

@@ -10,6 +10,9 @@
 // it, or zero_grad(set_to_none) dropped it), average() copies it in (zeros when it is
 // undefined) and points .grad() back at the view.
 //
+// Only trainable parameters (requires_grad) take part: a frozen one keeps no gradient,
+// so the optimizer's weight decay and momentum leave it alone, as in one process.
+//
 // Contract: every rank constructs it with the same parameter shapes, dtype, device and
 // bucket size, and calls average() at the same point of each step. All parameters share
 // a device and a dtype. With `loss_prescaled`, the caller has already divided its loss

@@ -6,7 +6,7 @@
 
 #include <ATen/ATen.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "comm/mpi_environment.h"
 
 namespace lrfind::comm {
@@ -71,8 +71,70 @@ const char* MpiEnvironment::libraryVersion() {
   return text;
 }
 
+namespace {
+
+// Owns one communicator that lrfind created (MPI_Comm_dup, MPI_Comm_split_type) and
+// frees it on destruction, also when a constructor throws halfway. Move-only. The
+// destructor never throws: a failed MPI_Comm_free is logged. After MPI_Finalize a
+// communicator can no longer be freed, so it is left alone (MPI has released it).
+class MpiComm {
+ public:
+  MpiComm() = default;
+  ~MpiComm() { reset(); }
+  MpiComm(MpiComm&& other) noexcept : comm_(other.comm_) { other.comm_ = MPI_COMM_NULL; }
+  MpiComm& operator=(MpiComm&& other) noexcept {
+    if (this != &other) {
+      reset();
+      comm_ = other.comm_;
+      other.comm_ = MPI_COMM_NULL;
+    }
+    return *this;
+  }
+  MpiComm(const MpiComm&) = delete;
+  MpiComm& operator=(const MpiComm&) = delete;
+
+  // MPI_Comm_dup of `parent`, with MPI_ERRORS_RETURN: failed calls return a code.
+  static MpiComm dup(MPI_Comm parent) {
+    MPI_Comm made = MPI_COMM_NULL;
+    LRFIND_MPI_CHECK(MPI_Comm_dup(parent, &made));
+    MpiComm owned(made);
+    LRFIND_MPI_CHECK(MPI_Comm_set_errhandler(made, MPI_ERRORS_RETURN));
+    return owned;
+  }
+
+  // The processes of `parent` that share this node's memory, ordered by `key`.
+  static MpiComm splitShared(MPI_Comm parent, int key) {
+    MPI_Comm made = MPI_COMM_NULL;
+    LRFIND_MPI_CHECK(MPI_Comm_split_type(parent, MPI_COMM_TYPE_SHARED, key, MPI_INFO_NULL, &made));
+    return MpiComm(made);
+  }
+
+  MPI_Comm get() const { return comm_; }
+
+ private:
+  explicit MpiComm(MPI_Comm comm) : comm_(comm) {}
+
+  void reset() noexcept {
+    if (comm_ == MPI_COMM_NULL) return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) {
+      const int rc = MPI_Comm_free(&comm_);
+      if (rc != MPI_SUCCESS) {
+        std::fprintf(stderr, "lrfind: warning: MPI_Comm_free failed on rank %d: %s\n", worldRank(),
+                     mpiErrorText(rc).c_str());
+      }
+    }
+    comm_ = MPI_COMM_NULL;
+  }
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
+}  // namespace
+
 struct MpiCommunicator::Impl {
-  MPI_Comm comm = MPI_COMM_NULL;
+  MpiComm comm;
 };
 
 namespace {
@@ -86,7 +148,8 @@ MPI_Datatype mpiType(const at::Tensor& t) {
     case at::kByte: return MPI_UINT8_T;
     default: break;
   }
-  throw CommError(concat("the MPI backend does not reduce tensors of dtype ", t.scalar_type()));
+  throw CommError(concat("the MPI backend does not take tensors of dtype ", t.scalar_type(),
+                         " (float32/64, int32/64 and uint8 only)"));
 }
 
 MPI_Op mpiOp(ReduceOp op) {
@@ -95,7 +158,8 @@ MPI_Op mpiOp(ReduceOp op) {
     case ReduceOp::kMin: return MPI_MIN;
     case ReduceOp::kMax: return MPI_MAX;
   }
-  return MPI_SUM;
+  // Any int converts to ReduceOp: a value outside the enum must not reduce as a sum.
+  throw CommError(concat("the MPI backend has no reduce op ", static_cast<int>(op)));
 }
 
 int count(const at::Tensor& t) {
@@ -108,37 +172,29 @@ int count(const at::Tensor& t) {
 }  // namespace
 
 MpiCommunicator::MpiCommunicator(void* parent) : impl_(std::make_unique<Impl>()) {
-  MPI_Comm base = parent != nullptr ? *static_cast<MPI_Comm*>(parent) : MPI_COMM_WORLD;
-  LRFIND_MPI_CHECK(MPI_Comm_dup(base, &impl_->comm));
-  LRFIND_MPI_CHECK(MPI_Comm_set_errhandler(impl_->comm, MPI_ERRORS_RETURN));
-  LRFIND_MPI_CHECK(MPI_Comm_rank(impl_->comm, &rank_));
-  LRFIND_MPI_CHECK(MPI_Comm_size(impl_->comm, &size_));
-  MPI_Comm node = MPI_COMM_NULL;
-  LRFIND_MPI_CHECK(MPI_Comm_split_type(impl_->comm, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));
-  LRFIND_MPI_CHECK(MPI_Comm_rank(node, &local_rank_));
-  LRFIND_MPI_CHECK(MPI_Comm_size(node, &local_size_));
-  MPI_Comm_free(&node);
+  // Both communicators are owned from the moment they exist: a throw below frees them.
+  impl_->comm = MpiComm::dup(parent != nullptr ? *static_cast<MPI_Comm*>(parent) : MPI_COMM_WORLD);
+  const MPI_Comm comm = impl_->comm.get();
+  LRFIND_MPI_CHECK(MPI_Comm_rank(comm, &rank_));
+  LRFIND_MPI_CHECK(MPI_Comm_size(comm, &size_));
+  const MpiComm node = MpiComm::splitShared(comm, rank_);
+  LRFIND_MPI_CHECK(MPI_Comm_rank(node.get(), &local_rank_));
+  LRFIND_MPI_CHECK(MPI_Comm_size(node.get(), &local_size_));
 }
 
-MpiCommunicator::~MpiCommunicator() {
-  if (impl_ && impl_->comm != MPI_COMM_NULL) {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized && MPI_Comm_free(&impl_->comm) != MPI_SUCCESS) {
-      std::fprintf(stderr, "lrfind: warning: MPI_Comm_free failed on rank %d\n", rank_);
-    }
-  }
-}
+MpiCommunicator::~MpiCommunicator() = default;
 
 void MpiCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions& opts) {
   const int n = count(tensor);
-  LRFIND_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, tensor.data_ptr(), n, mpiType(tensor), mpiOp(opts.op), impl_->comm));
+  const MPI_Datatype type = mpiType(tensor);
+  const MPI_Op op = mpiOp(opts.op);
+  LRFIND_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, tensor.data_ptr(), n, type, op, impl_->comm.get()));
 }
 
 void MpiCommunicator::broadcast(at::Tensor& tensor, const BroadcastOptions& opts) {
   const int n = count(tensor);
   LRFIND_CHECK(opts.root >= 0 && opts.root < size_, "broadcast root ", opts.root, " outside a world of ", size_);
-  LRFIND_MPI_CHECK(MPI_Bcast(tensor.data_ptr(), n, mpiType(tensor), opts.root, impl_->comm));
+  LRFIND_MPI_CHECK(MPI_Bcast(tensor.data_ptr(), n, mpiType(tensor), opts.root, impl_->comm.get()));
 }
 
 void MpiCommunicator::gather(const at::Tensor& input, at::Tensor& output, const GatherOptions& opts) {
@@ -152,9 +208,9 @@ void MpiCommunicator::gather(const at::Tensor& input, at::Tensor& output, const 
     recv = output.data_ptr();
   }
   const MPI_Datatype type = mpiType(input);
-  LRFIND_MPI_CHECK(MPI_Gather(input.data_ptr(), n, type, recv, n, type, opts.root, impl_->comm));
+  LRFIND_MPI_CHECK(MPI_Gather(input.data_ptr(), n, type, recv, n, type, opts.root, impl_->comm.get()));
 }
 
-void MpiCommunicator::barrier() { LRFIND_MPI_CHECK(MPI_Barrier(impl_->comm)); }
+void MpiCommunicator::barrier() { LRFIND_MPI_CHECK(MPI_Barrier(impl_->comm.get())); }
 
 }  // namespace lrfind::comm

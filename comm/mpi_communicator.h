@@ -4,8 +4,11 @@
 // The constructor duplicates the parent communicator (MPI_COMM_WORLD by default), so
 // lrfind's traffic never mixes with a host application's, and sets MPI_ERRORS_RETURN on
 // the duplicate: every failed call becomes a CommError naming the call, the MPI error
-// string and the rank. Requires an initialized MPI (MpiEnvironment). Collectives follow
-// the Communicator contract; calls come from the thread that initialized MPI.
+// string and the rank. A dtype outside the list above, or a ReduceOp outside the enum,
+// is a CommError before any rank communicates. The communicators it creates are freed
+// on destruction, and also when the constructor throws. Requires an initialized MPI
+// (MpiEnvironment). Collectives follow the Communicator contract; calls come from the
+// thread that initialized MPI.
 // mpi.h stays out of this header.
 
 #include <memory>

@@ -3,12 +3,15 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include <cstdio>
 #include <cstring>
+#include <exception>
 #include <thread>
+#include <utility>
 
 #include <ATen/ATen.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "lrfind/config.h"
 
 #if LRFIND_TORCH_HAS_CUDA
@@ -39,7 +42,9 @@ ncclDataType_t ncclType(const at::Tensor& t) {
     case at::kInt: return ncclInt32;
     case at::kLong: return ncclInt64;
     case at::kByte: return ncclUint8;
-    default: throw Error(concat("NCCL communicator: unsupported dtype ", t.scalar_type()));
+    default:
+      throw CommError(concat("the NCCL backend does not take tensors of dtype ", t.scalar_type(),
+                             " (float32/64, float16, bfloat16, int32/64 and uint8 only)"));
   }
 }
 
@@ -49,7 +54,8 @@ ncclRedOp_t ncclOp(ReduceOp op) {
     case ReduceOp::kMin: return ncclMin;
     case ReduceOp::kMax: return ncclMax;
   }
-  throw Error("NCCL communicator: unknown reduce op");
+  // Any int converts to ReduceOp: a value outside the enum is an error, not a sum.
+  throw CommError(concat("the NCCL backend has no reduce op ", static_cast<int>(op)));
 }
 
 }  // namespace
@@ -58,8 +64,9 @@ ncclRedOp_t ncclOp(ReduceOp op) {
 // Destroyed on scope exit unless abort() already tore it down.
 class NcclComm {
  public:
-  NcclComm(const ncclUniqueId& id, int rank, int size, std::chrono::milliseconds timeout)
-      : rank_(rank), timeout_(timeout) {
+  NcclComm(const ncclUniqueId& id, int rank, int size, std::chrono::milliseconds timeout,
+           std::string timeout_option)
+      : rank_(rank), timeout_(timeout), timeout_option_(std::move(timeout_option)) {
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     check(ncclCommInitRankConfig(&comm_, size, id, rank, &config), "ncclCommInitRankConfig");
@@ -72,8 +79,14 @@ class NcclComm {
     try {
       check(ncclCommFinalize(comm_), "ncclCommFinalize");
       waitReady("finalizing the NCCL communicator");
-      ncclCommDestroy(comm_);
-    } catch (const std::exception&) {
+      const ncclResult_t rc = ncclCommDestroy(comm_);
+      if (rc != ncclSuccess) {
+        std::fprintf(stderr, "lrfind: warning: ncclCommDestroy failed on rank %d: %s\n", rank_,
+                     ncclGetErrorString(rc));
+      }
+    } catch (const std::exception& e) {
+      // waitReady/check aborted already; the message says why.
+      std::fprintf(stderr, "lrfind: warning: %s\n", e.what());
       abort();
     }
   }
@@ -86,10 +99,14 @@ class NcclComm {
     return comm_;
   }
 
-  void abort() {
+  // Never throws; a failed ncclCommAbort is logged (there is nothing else to do).
+  void abort() noexcept {
     if (comm_ == nullptr) return;
-    ncclCommAbort(comm_);
+    const ncclResult_t rc = ncclCommAbort(comm_);
     comm_ = nullptr;
+    if (rc != ncclSuccess) {
+      std::fprintf(stderr, "lrfind: warning: ncclCommAbort failed on rank %d: %s\n", rank_, ncclGetErrorString(rc));
+    }
   }
 
   // An NCCL call's immediate result: success, in progress (a non-blocking comm still
@@ -126,7 +143,7 @@ class NcclComm {
   [[noreturn]] void timedOut(const std::string& what) {
     fail(concat(what, " did not finish within ", timeout_.count() / 1000.0, " s on rank ", rank_,
                 "; the NCCL communicator was aborted. Another rank may have died or stalled "
-                "(rerun with NCCL_DEBUG=INFO, or raise --comm-timeout)"));
+                "(rerun with NCCL_DEBUG=INFO, or raise ", timeout_option_, ")"));
   }
 
   static void pause(int polls) {
@@ -151,11 +168,14 @@ class NcclComm {
   ncclComm_t comm_ = nullptr;
   int rank_;
   std::chrono::milliseconds timeout_;
+  std::string timeout_option_;
 };
 
 NcclCommunicator::NcclCommunicator(Communicator& bootstrap, const NcclOptions& options)
-    : options_(options), rank_(bootstrap.rank()), size_(bootstrap.size()) {
-  LRFIND_CHECK(options_.timeout.count() > 0, "the NCCL timeout must be positive");
+    : options_(options), uncaught_at_start_(std::uncaught_exceptions()), rank_(bootstrap.rank()),
+      size_(bootstrap.size()) {
+  LRFIND_CHECK(options_.timeout.count() > 0, options_.timeout_option, " must be positive, got ",
+               options_.timeout.count(), " ms");
   LRFIND_CUDA_CHECK(cudaSetDevice(options_.device), rank_);
   ncclUniqueId id;
   std::memset(&id, 0, sizeof(id));
@@ -174,10 +194,13 @@ NcclCommunicator::NcclCommunicator(Communicator& bootstrap, const NcclOptions& o
     throw CommError(concat("ncclGetUniqueId failed on rank 0", id_error.empty() ? "" : ": ", id_error));
   }
   std::memcpy(&id, wire.data_ptr(), sizeof(id));
-  comm_ = std::make_unique<NcclComm>(id, rank_, size_, options_.timeout);
+  comm_ = std::make_unique<NcclComm>(id, rank_, size_, options_.timeout, options_.timeout_option);
 }
 
-NcclCommunicator::~NcclCommunicator() = default;
+NcclCommunicator::~NcclCommunicator() {
+  // Unwinding means a failure here or an agreed one: do not wait for peers to finalize.
+  if (std::uncaught_exceptions() > uncaught_at_start_) abort();
+}
 
 void* NcclCommunicator::stream() const {
 #if LRFIND_TORCH_HAS_CUDA
@@ -263,7 +286,9 @@ void NcclCommunicator::synchronize() {
   }
 }
 
-void NcclCommunicator::abort() { comm_->abort(); }
+void NcclCommunicator::abort() noexcept {
+  if (comm_) comm_->abort();
+}
 
 std::string ncclRuntimeVersion() {
   int code = 0;

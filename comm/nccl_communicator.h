@@ -12,6 +12,10 @@
 //   the work is done or `timeout` passes; on timeout or an asynchronous NCCL error it
 //   aborts the NCCL communicator and throws CommError naming the rank, the device and
 //   the cause. After an abort every call throws.
+// - Shutdown: the destructor finalizes the NCCL communicator, waiting at most `timeout`
+//   for outstanding work, and aborts it if that fails. Destroyed while an exception
+//   unwinds (this rank failed, or all ranks agreed on a failure), it aborts at once:
+//   the peers may be gone, and a graceful finalize would wait for them.
 // - Dtypes: float32/64, float16, bfloat16, int32/64, uint8. Tensors must be contiguous
 //   and on this rank's device.
 // cuda_runtime.h and nccl.h stay out of this header.
@@ -27,6 +31,9 @@ namespace lrfind::comm {
 struct NcclOptions {
   int device = 0;  // this rank's CUDA device ordinal
   std::chrono::milliseconds timeout = std::chrono::seconds(300);
+  // How messages name the timeout (what to raise); lrfind_dist passes its flag,
+  // --comm-timeout.
+  std::string timeout_option = "NcclOptions::timeout";
 };
 
 class NcclComm;  // RAII owner of one ncclComm_t (nccl_communicator.cpp)
@@ -44,19 +51,23 @@ class NcclCommunicator final : public Communicator {
 
   void allreduce(at::Tensor& tensor, const AllreduceOptions& opts = {}) override;
   void broadcast(at::Tensor& tensor, const BroadcastOptions& opts = {}) override;
-  // Implemented as one broadcast per rank into root's output (NCCL has no gather).
+  // NCCL has no gather: every rank sends to root, which receives all in one group.
   void gather(const at::Tensor& input, at::Tensor& output, const GatherOptions& opts = {}) override;
   // An allreduce of one element, waited for.
   void barrier() override;
   void synchronize() override;
 
-  // Aborts the NCCL communicator: pending and later calls fail instead of waiting.
-  void abort();
+  // Aborts the NCCL communicator now: pending and later calls fail instead of waiting,
+  // and destruction no longer waits. For a caller that learned of a failure elsewhere
+  // (another communicator timed out) and is about to end. From the thread that uses the
+  // communicator. The destructor calls it when destroyed during unwinding.
+  void abort() noexcept;
 
  private:
   void* stream() const;  // cudaStream_t of the current stream on device()
 
   NcclOptions options_;
+  int uncaught_at_start_ = 0;  // std::uncaught_exceptions() when constructed
   int rank_ = 0;
   int size_ = 1;
   std::unique_ptr<NcclComm> comm_;

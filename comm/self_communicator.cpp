@@ -4,12 +4,20 @@
 
 #include <ATen/ATen.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 
 namespace lrfind::comm {
 
-void SelfCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions&) {
+void SelfCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions& opts) {
   LRFIND_CHECK(tensor.defined(), "allreduce of an undefined tensor");
+  // Nothing to reduce, but an op outside the enum fails here as on MPI and NCCL, so a
+  // one-process run does not hide it.
+  switch (opts.op) {
+    case ReduceOp::kSum:
+    case ReduceOp::kMin:
+    case ReduceOp::kMax: return;
+  }
+  throw CommError(concat("the self backend has no reduce op ", static_cast<int>(opts.op)));
 }
 
 void SelfCommunicator::broadcast(at::Tensor& tensor, const BroadcastOptions& opts) {

@@ -5,7 +5,7 @@
 
 #include <ATen/ATen.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "comm/mpi_communicator.h"
 #include "finder/model.h"
 #include "finder/sweep.h"

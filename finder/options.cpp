@@ -2,28 +2,28 @@
 
 #include <cmath>
 
-#include "comm/errors.h"
+#include "common/error.h"
 
 namespace lrfind::finder {
 
-void validate(const SweepOptions& o) {
-  LRFIND_INPUT_CHECK(std::isfinite(o.min_lr) && o.min_lr > 0,
-                     "--min-lr must be a positive number, got ", o.min_lr);
-  LRFIND_INPUT_CHECK(std::isfinite(o.max_lr) && o.max_lr > o.min_lr,
-                     "--max-lr must be greater than --min-lr (", o.min_lr, "), got ", o.max_lr);
-  LRFIND_INPUT_CHECK(o.num_training >= 2, "--num-training must be at least 2, got ",
-                     o.num_training);
-  LRFIND_INPUT_CHECK(o.beta >= 0 && o.beta < 1, "--beta must be in [0, 1), got ", o.beta);
+std::string fieldName(const char* field) { return field; }
+
+void validate(const SweepOptions& o, OptionNamer name) {
+  LRFIND_INPUT_CHECK(std::isfinite(o.min_lr) && o.min_lr > 0, name("min_lr"), " must be a positive number, got ",
+                     o.min_lr);
+  LRFIND_INPUT_CHECK(std::isfinite(o.max_lr) && o.max_lr > o.min_lr, name("max_lr"), " must be greater than ",
+                     name("min_lr"), " (", o.min_lr, "), got ", o.max_lr);
+  LRFIND_INPUT_CHECK(o.num_training >= 2, name("num_training"), " must be at least 2, got ", o.num_training);
+  LRFIND_INPUT_CHECK(o.beta >= 0 && o.beta < 1, name("beta"), " must be in [0, 1), got ", o.beta);
   if (o.early_stop_threshold) {
     LRFIND_INPUT_CHECK(std::isfinite(*o.early_stop_threshold) && *o.early_stop_threshold > 0,
-                       "--early-stop-threshold must be a positive number or \"none\", got ",
+                       name("early_stop_threshold"), " must be a positive number or \"none\", got ",
                        *o.early_stop_threshold);
   }
-  LRFIND_INPUT_CHECK(o.skip_begin >= 0, "--skip-begin must be >= 0, got ", o.skip_begin);
-  LRFIND_INPUT_CHECK(o.skip_end >= 0, "--skip-end must be >= 0, got ", o.skip_end);
-  LRFIND_INPUT_CHECK(o.accumulate >= 1, "--accumulate must be >= 1, got ", o.accumulate);
+  LRFIND_INPUT_CHECK(o.skip_begin >= 0, name("skip_begin"), " must be >= 0, got ", o.skip_begin);
+  LRFIND_INPUT_CHECK(o.skip_end >= 0, name("skip_end"), " must be >= 0, got ", o.skip_end);
+  LRFIND_INPUT_CHECK(o.accumulate >= 1, name("accumulate"), " must be >= 1, got ", o.accumulate);
 }
-
 const char* toString(Mode mode) {
   return mode == Mode::kExponential ? "exponential" : "linear";
 }
@@ -51,10 +51,11 @@ const char* toString(StopReason reason) {
   return "?";
 }
 
-Mode parseMode(const std::string& name) {
-  if (name == "exponential" || name == "exp") return Mode::kExponential;
-  if (name == "linear") return Mode::kLinear;
-  throw InputError("--mode must be exponential or linear, got \"" + name + "\"");
+Mode parseMode(const std::string& text, OptionNamer name) {
+  for (auto m : {Mode::kExponential, Mode::kLinear}) {
+    if (text == toString(m)) return m;
+  }
+  throw InputError(concat(name("mode"), " must be exponential or linear, got \"", text, "\""));
 }
 
 const std::vector<SuggestMethod>& allSuggestMethods() {
@@ -64,12 +65,13 @@ const std::vector<SuggestMethod>& allSuggestMethods() {
   return kAll;
 }
 
-SuggestMethod parseSuggestMethod(const std::string& name) {
+SuggestMethod parseSuggestMethod(const std::string& text, OptionNamer name) {
+  std::string names;
   for (auto m : allSuggestMethods()) {
-    if (name == toString(m)) return m;
+    if (text == toString(m)) return m;
+    names += concat(names.empty() ? "" : ", ", toString(m));
   }
-  throw InputError("--suggest must be one of steepest, valley, minimum, steep, slide; got \"" +
-                   name + "\"");
+  throw InputError(concat(name("suggest"), " must be one of ", names, "; got \"", text, "\""));
 }
 
 }  // namespace lrfind::finder

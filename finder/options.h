@@ -34,15 +34,22 @@ struct SweepOptions {
   bool restore_state = true;
 };
 
+// How a message names an option. The library says the field as spelled in C++
+// (fieldName: "min_lr"); a caller that knows the options by other names, such as the
+// CLI's flags ("--min-lr"), passes its own. `field` is always a field name of
+// SweepOptions (or of the caller's struct that holds the option).
+using OptionNamer = std::string (*)(const char* field);
+std::string fieldName(const char* field);
+
 // Throws lrfind::InputError naming the option when a value is unusable.
-void validate(const SweepOptions& options);
+void validate(const SweepOptions& options, OptionNamer name = fieldName);
 
 const char* toString(Mode mode);
 const char* toString(SuggestMethod method);
 const char* toString(StopReason reason);
 // Parse the names above; throw lrfind::InputError listing the valid names.
-Mode parseMode(const std::string& name);
-SuggestMethod parseSuggestMethod(const std::string& name);
+Mode parseMode(const std::string& text, OptionNamer name = fieldName);
+SuggestMethod parseSuggestMethod(const std::string& text, OptionNamer name = fieldName);
 
 // Every method, in the order they are reported.
 const std::vector<SuggestMethod>& allSuggestMethods();

@@ -46,4 +46,17 @@ class SweepObserver {
   virtual void onEnd(const SweepResult& /*result*/) {}
 };
 
+// Fans every event out to several observers, in the order they were added. Holds no
+// ownership: each observer must outlive the list's use.
+class ObserverList final : public SweepObserver {
+ public:
+  void add(SweepObserver* observer) { observers_.push_back(observer); }
+  void onStart(const SweepOptions& options, int world_size) override;
+  void onStep(const StepRecord& record) override;
+  void onEnd(const SweepResult& result) override;
+
+ private:
+  std::vector<SweepObserver*> observers_;
+};
+
 }  // namespace lrfind::finder

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "comm/errors.h"
+#include "common/error.h"
 
 namespace lrfind::finder {
 

@@ -1,5 +1,5 @@
 #pragma once
-// The learning-rate schedule of the range test (DESIGN.md): for k = 0 … N−1, r = k/(N−1),
+// The learning-rate schedule of the range test (docs/algorithm.md): for k = 0 … N−1, r = k/(N−1),
 // exponential lr_k = min·(max/min)^r, linear lr_k = min + r·(max−min). Both ends are
 // exact: lr_0 == min_lr and lr_{N−1} == max_lr.
 

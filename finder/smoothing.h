@@ -1,5 +1,5 @@
 #pragma once
-// Loss smoothing and the stop rule, exactly as DESIGN.md gives them.
+// Loss smoothing and the stop rule, exactly as docs/algorithm.md gives them.
 
 #include <algorithm>
 #include <cmath>

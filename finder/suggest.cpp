@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "comm/errors.h"
+#include "common/error.h"
 
 namespace lrfind::finder {
 namespace {
@@ -142,8 +142,8 @@ Suggestion suggestOn(SuggestMethod method, const Points& p, const SuggestInput& 
     s.method = method;
     s.note = concat("only ", p.size(), " usable point(s) of ", in.loss.size(), " recorded after skipping ",
                     in.skip_begin, " at the start, ", in.skip_end,
-                    " at the end and non-finite losses; need at least 2 (lower --skip-begin/--skip-end "
-                    "or raise --num-training)");
+                    " at the end and non-finite losses; need at least 2 (lower ", in.name("skip_begin"), "/",
+                    in.name("skip_end"), " or raise ", in.name("num_training"), ")");
     return s;
   }
   switch (method) {

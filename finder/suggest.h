@@ -1,5 +1,5 @@
 #pragma once
-// Learning-rate suggestions from a recorded curve (DESIGN.md). All methods first drop
+// Learning-rate suggestions from a recorded curve (docs/algorithm.md). All methods first drop
 // the first `skip_begin` and last `skip_end` points and every non-finite loss; with
 // fewer than 2 points left there is no suggestion (found == false, `note` says why).
 //
@@ -38,6 +38,7 @@ struct SuggestInput {
   Mode mode = Mode::kExponential;
   int64_t skip_begin = 10;
   int64_t skip_end = 1;
+  OptionNamer name = fieldName;  // how `note` names the options to change
 };
 
 Suggestion suggest(SuggestMethod method, const SuggestInput& in);

@@ -6,8 +6,8 @@
 #include <ATen/ATen.h>
 #include <torch/optim/optimizer.h>
 
-#include "comm/collectives.h"
-#include "comm/errors.h"
+#include "comm/agreement.h"
+#include "common/error.h"
 #include "comm/grad_sync.h"
 #include "comm/self_communicator.h"
 #include "finder/schedule.h"
@@ -17,8 +17,9 @@
 namespace lrfind::finder {
 namespace {
 
-// What each rank sends rank 0 after its forward/backward.
-enum LocalSlot { kLossSum = 0, kSamples, kFailed, kInterrupted, kLocalSlots };
+// What each rank sends rank 0 after its forward/backward; kFailure holds a
+// comm::FailureKind (the step's share of the agreement protocol, comm/agreement.h).
+enum LocalSlot { kLossSum = 0, kSamples, kFailure, kInterrupted, kLocalSlots };
 // What rank 0 broadcasts back.
 enum DecisionSlot { kStop = 0, kNextLr, kReason, kFailingRank, kDecisionSlots };
 
@@ -52,7 +53,8 @@ std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const
 }
 
 // FNV-1a over the parameters' bytes; ranks compare min and max of it.
-void checkParametersAgree(comm::Communicator& comm, const std::vector<at::Tensor>& params, int64_t steps) {
+void checkParametersAgree(comm::Communicator& comm, const std::vector<at::Tensor>& params, int64_t steps,
+                          const std::string& option) {
   uint64_t hash = 1469598103934665603ULL;
   for (const auto& p : params) {
     const at::Tensor host = p.detach().to(at::kCPU).contiguous();
@@ -64,7 +66,7 @@ void checkParametersAgree(comm::Communicator& comm, const std::vector<at::Tensor
   comm.allreduce(lo, comm::AllreduceOptions{comm::ReduceOp::kMin});
   comm.allreduce(hi, comm::AllreduceOptions{comm::ReduceOp::kMax});
   if (lo.item<int64_t>() != hi.item<int64_t>()) {
-    throw CommError(concat("--check-consistency: parameters differ across ranks after ", steps,
+    throw CommError(concat(option, ": parameters differ across ranks after ", steps,
                            " steps (this rank's checksum ", value, ")"));
   }
 }
@@ -74,7 +76,7 @@ void checkParametersAgree(comm::Communicator& comm, const std::vector<at::Tensor
 SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSource& data,
                      const LossFn& loss_fn, const SweepOptions& options,
                      const SweepContext& context) {
-  validate(options);
+  validate(options, context.option_name);
   comm::SelfCommunicator self;
   comm::Communicator& comm = context.comm != nullptr ? *context.comm : self;
   comm::Communicator& tensor_comm = context.tensor_comm != nullptr ? *context.tensor_comm : comm;
@@ -142,7 +144,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
     auto* lp = local.data_ptr<double>();
     lp[kLossSum] = loss_sum;
     lp[kSamples] = samples;
-    lp[kFailed] = local_error.empty() ? 0.0 : 1.0;
+    lp[kFailure] = static_cast<double>(local_error.empty() ? comm::FailureKind::kNone : comm::FailureKind::kError);
     lp[kInterrupted] = context.interrupted && context.interrupted() ? 1.0 : 0.0;
     comm.gather(local, gathered);
 
@@ -154,7 +156,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       bool interrupted = false;
       for (int r = 0; r < world; ++r) {
         const double* slot = g + static_cast<std::ptrdiff_t>(r) * kLocalSlots;
-        if (slot[kFailed] != 0.0 && failing < 0) failing = r;
+        if (slot[kFailure] != static_cast<double>(comm::FailureKind::kNone) && failing < 0) failing = r;
         interrupted = interrupted || slot[kInterrupted] != 0.0;
         total += slot[kLossSum];
         total_samples += slot[kSamples];
@@ -209,14 +211,14 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
 
   if (is_root) {
     result.suggestions =
-        suggestAll({result.lr, result.loss, options.mode, options.skip_begin, options.skip_end});
+        suggestAll({result.lr, result.loss, options.mode, options.skip_begin, options.skip_end, context.option_name});
     notify([&] { observer->onEnd(result); });
   }
   if (context.check_consistency && result.stop_reason != StopReason::kError) {
-    checkParametersAgree(comm, params, result.stepsCompleted());
+    checkParametersAgree(comm, params, result.stepsCompleted(), context.option_name("check_consistency"));
   }
   if (guard) guard->restore();
-  if (result.stop_reason == StopReason::kError) throw Agreed<CommError>(result.error);
+  if (result.stop_reason == StopReason::kError) throw comm::Agreed<CommError>(result.error);
   if (!observer_error.empty()) throw Error(observer_error);
   return result;
 }

@@ -19,8 +19,13 @@
 // completion, a stop, or an exception — the model and optimizer are restored bit for
 // bit (StateGuard) unless options.restore_state is false.
 //
-// Errors: a local exception on any rank ends the sweep on all ranks with a CommError
-// "rank R, step K: <message>" after the observer's onEnd saw stop_reason = error.
+// Errors: a local exception on any rank ends the sweep on all ranks with a
+// comm::Agreed<CommError> "rank R, step K: <message>" after the observer's onEnd saw
+// stop_reason = error.
+//
+// Frozen parameters (requires_grad false) are broadcast with the rest before step 0 but
+// are not averaged: they keep no gradient, so the optimizer leaves them alone, exactly
+// as in one process.
 
 #include <cstdint>
 #include <functional>
@@ -58,6 +63,8 @@ struct SweepContext {
   // (the step's loss is recorded, no update is applied). How a signal becomes `true`
   // is the caller's business (runtime/signals.h).
   std::function<bool()> interrupted;
+  // How error messages and suggestion notes name the options (the CLI: its flags).
+  OptionNamer option_name = fieldName;
 };
 
 // Runs the range test. The returned result is complete on rank 0; other ranks get the

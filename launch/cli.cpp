@@ -1,15 +1,19 @@
 #include "launch/cli.h"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "finder/options.h"
+#include "runtime/factories.h"
 
 namespace lrfind::launch {
 namespace {
@@ -47,10 +51,142 @@ std::array<double, 2> parseBetas(const std::string& text) {
   return {parseNumber(text.substr(0, comma), expected), parseNumber(text.substr(comma + 1), expected)};
 }
 
+std::string joined(const std::vector<std::string>& names, const char* separator) {
+  std::string text;
+  for (const auto& n : names) text += (text.empty() ? "" : separator) + n;
+  return text;
+}
+
+std::vector<std::string> modeNames() {
+  return {finder::toString(finder::Mode::kExponential), finder::toString(finder::Mode::kLinear)};
+}
+
+std::vector<std::string> suggestNames() {
+  std::vector<std::string> names;
+  for (auto m : finder::allSuggestMethods()) names.emplace_back(finder::toString(m));
+  return names;
+}
+
+// Levenshtein distance, ignoring case.
+std::size_t editDistance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      const bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
+                        std::tolower(static_cast<unsigned char>(b[j - 1]));
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The words of a name separated by '-' or '_', sorted and joined by '-': "lr-max" and
+// "max_lr" both become "lr-max", the form of "max-lr".
+std::string sortedWords(const std::string& name) {
+  std::vector<std::string> words(1);
+  for (char ch : name) {
+    if (ch == '-' || ch == '_') {
+      words.emplace_back();
+    } else {
+      words.back() += ch;
+    }
+  }
+  std::sort(words.begin(), words.end());
+  return joined(words, "-");
+}
+
+// The candidate closest to `name` (edit distance over the name as written or over its
+// words in any order), or "" when none is within a third of the name's length.
+std::string closestName(const std::string& name, const std::vector<std::string>& candidates) {
+  const std::size_t limit = std::max<std::size_t>(1, name.size() / 3);
+  std::string best;
+  std::size_t best_distance = limit + 1;
+  for (const auto& c : candidates) {
+    const std::size_t d = std::min(editDistance(name, c), editDistance(sortedWords(name), sortedWords(c)));
+    if (d < best_distance) {
+      best = c;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+// Long names of the app's options ("--max-lr"); only those a config file may set when
+// `configurable_only`.
+std::vector<std::string> optionNames(const CLI::App& app, bool configurable_only) {
+  std::vector<std::string> names;
+  for (const CLI::Option* opt : app.get_options()) {
+    if (configurable_only && !opt->get_configurable()) continue;
+    for (const auto& lname : opt->get_lnames()) names.push_back("--" + lname);
+  }
+  return names;
+}
+
+// "unknown flag --lr-max; did you mean --max-lr?" for the first unknown flag among
+// the arguments CLI11 left over; "" when they hold no flag (a stray value).
+std::string unknownFlagMessage(const CLI::App& app, const std::vector<std::string>& leftover) {
+  for (const auto& arg : leftover) {
+    const std::size_t dashes = arg.rfind("--", 0) == 0 ? 2 : 1;
+    if (arg.size() <= dashes || arg[0] != '-' || !std::isalpha(static_cast<unsigned char>(arg[dashes]))) continue;
+    const std::string flag = arg.substr(0, arg.find('='));
+    const std::string near = dashes == 2 ? closestName(flag, optionNames(app, false)) : "";
+    return concat("unknown flag ", flag, near.empty() ? "" : concat("; did you mean ", near, "?"));
+  }
+  return "";
+}
+
+// TOML as CLI11 reads and writes it, except that every key must name a flag that a
+// config file may set: a typo is an InputError naming the file and the key, never a
+// silently ignored line. CLI11's own config_extras_mode::error says only "INI was not
+// able to parse max_lr", without the file or a suggestion.
+class StrictToml : public CLI::ConfigTOML {
+ public:
+  explicit StrictToml(const CLI::App& app) : app_(app) {}
+
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+    auto parsed = CLI::ConfigTOML::from_config(input);
+    for (const auto& item : parsed) check(item);
+    return parsed;
+  }
+
+ private:
+  void check(const CLI::ConfigItem& item) const {
+    // The app has no subcommands: every [table] and dotted key is unknown. CLI11 marks
+    // a table's start and end with items named "++" and "--".
+    LRFIND_INPUT_CHECK(item.parents.empty() || (item.name != "++" && item.name != "--"), where(),
+                       "unknown table [", CLI::detail::join(item.parents, "."),
+                       "] (the file holds flag = value lines without tables, e.g. max-lr = 10)");
+    const CLI::Option* opt = item.parents.empty() ? app_.get_option_no_throw("--" + item.name) : nullptr;
+    if (opt == nullptr) {
+      const std::string near = closestName("--" + item.name, optionNames(app_, true));
+      throw InputError(concat(where(), "unknown key \"", item.fullname(), "\" (",
+                              near.empty() ? "keys are the flags without their leading --; see --help"
+                                           : concat("did you mean \"", near.substr(2), "\"?"),
+                              ")"));
+    }
+    LRFIND_INPUT_CHECK(opt->get_configurable(), where(), "\"", item.name,
+                       "\" cannot be set in a config file; give --", item.name, " on the command line");
+  }
+
+  // "--config run.toml: ". CLI11 reads the file while parsing, after --config has its value.
+  std::string where() const {
+    const CLI::Option* config = app_.get_config_ptr();
+    return config != nullptr && config->count() == 1 ? concat("--config ", config->results().front(), ": ")
+                                                     : std::string("--config: ");
+  }
+
+  const CLI::App& app_;
+};
+
 }  // namespace
 
 CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfig& c) {
-  std::string mode = "exponential", suggest = "steepest", threshold = "4.0";
+  std::string mode = finder::toString(c.sweep.mode), suggest = finder::toString(c.sweep.suggest), threshold = "4.0";
   std::string betas = "0.9,0.999", weight_decay = "auto", eps = "auto";
   bool no_shuffle = false;
 
@@ -74,11 +210,11 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
       ->capture_default_str()->group(model_group);
   app.add_option("--y-key", c.y_key, "HDF5 dataset of targets: int class labels [samples] or float targets")
       ->capture_default_str()->group(model_group);
-  app.add_option("--loss", c.loss, "Loss: cross_entropy, nll, mse, l1, smooth_l1, bce_with_logits")
+  app.add_option("--loss", c.loss, "Loss: " + joined(runtime::lossNames(), ", "))
       ->capture_default_str()->group(model_group);
 
   const auto* opt_group = "Optimizer";
-  app.add_option("--optimizer", c.optimizer.name, "Optimizer: sgd, adam, adamw, rmsprop, adagrad")
+  app.add_option("--optimizer", c.optimizer.name, "Optimizer: " + joined(runtime::optimizerNames(), ", "))
       ->capture_default_str()->group(opt_group);
   app.add_option("--momentum", c.optimizer.momentum, "Momentum (sgd, rmsprop)")->capture_default_str()->group(opt_group);
   app.add_flag("--nesterov", c.optimizer.nesterov, "Nesterov momentum (sgd; needs --momentum > 0)")->group(opt_group);
@@ -94,15 +230,15 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
   app.add_option("--max-lr", c.sweep.max_lr, "Last learning rate (> --min-lr)")->capture_default_str()->group(sweep_group);
   app.add_option("--num-training", c.sweep.num_training, "Optimizer steps in the sweep (>= 2)")
       ->capture_default_str()->group(sweep_group);
-  app.add_option("--mode", mode, "lr schedule: exponential or linear")
-      ->check(CLI::IsMember({"exponential", "linear"}))->capture_default_str()->group(sweep_group);
+  app.add_option("--mode", mode, "lr schedule: " + joined(modeNames(), " or "))
+      ->check(CLI::IsMember(modeNames()))->capture_default_str()->group(sweep_group);
   app.add_option("--early-stop-threshold", threshold,
                  "Stop when the smoothed loss exceeds this times the best so far; 'none' never stops")
       ->capture_default_str()->group(sweep_group);
   app.add_option("--beta", c.sweep.beta, "Loss smoothing factor in [0, 1); 0 = raw loss")
       ->capture_default_str()->group(sweep_group);
-  app.add_option("--suggest", suggest, "Suggestion method: steepest, valley, minimum, steep, slide")
-      ->check(CLI::IsMember({"steepest", "valley", "minimum", "steep", "slide"}))
+  app.add_option("--suggest", suggest, "Suggestion method: " + joined(suggestNames(), ", "))
+      ->check(CLI::IsMember(suggestNames()))
       ->capture_default_str()->group(sweep_group);
   app.add_option("--skip-begin", c.sweep.skip_begin, "Points ignored at the start by the suggestion")
       ->capture_default_str()->group(sweep_group);
@@ -144,13 +280,14 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
   app.add_flag("--verbose", c.verbose, "More detail on stderr, LibTorch backtraces on errors")->group(run_group);
 
   const auto* config_group = "Configuration files";
-  app.set_config("--config", "", "Read flags from a TOML file (one 'flag = value' per line, e.g. max-lr = 10); "
-                 "flags on the command line win")->group(config_group);
+  app.set_config("--config", "", "Read flags from a TOML file (one 'flag = value' per line, e.g. max-lr = 10; an unknown "
+                 "key is an error); flags on the command line win")->group(config_group);
   bool write_config = false;
   app.add_flag("--write-config", write_config,
                "Print the full effective configuration (defaults included) as TOML for --config, and exit")
       ->configurable(false)->group(config_group);
-
+  app.config_formatter(std::make_shared<StrictToml>(app));
+  app.allow_config_extras(CLI::config_extras_mode::error);  // StrictToml reports them first
 
   CliOutcome outcome;
   std::ostringstream out, err;
@@ -173,6 +310,10 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
     outcome.exit_code = app.exit(e, out, err);
   } catch (const CLI::CallForVersion& e) {
     outcome.exit_code = app.exit(e, out, err);
+  } catch (const CLI::ExtrasError& e) {
+    const std::string unknown = unknownFlagMessage(app, app.remaining());
+    err << "lrfind_dist: error: " << (unknown.empty() ? e.what() : unknown) << " (see --help)\n";
+    outcome.exit_code = runtime::kExitUsage;
   } catch (const CLI::ParseError& e) {
     err << "lrfind_dist: error: " << e.what() << " (see --help)\n";
     outcome.exit_code = runtime::kExitUsage;

@@ -5,33 +5,32 @@
 #include <csignal>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
-#include <map>
 
 #include <torch/cuda.h>
 #include <torch/optim/optimizer.h>
 #include <torch/utils.h>
 #include <torch/version.h>
 
-#include "comm/cuda_info.h"
-#include "comm/errors.h"
+#include "comm/agreement.h"
 #include "comm/mpi_environment.h"
-#include "comm/staged_communicator.h"
+#include "common/error.h"
 #include "finder/sweep.h"
 #include "lrfind/config.h"
 #include "runtime/async_observer.h"
 #include "runtime/batches.h"
 #include "runtime/dataset.h"
 #include "runtime/models.h"
+#include "runtime/placement.h"
 #include "runtime/progress.h"
 #include "runtime/report.h"
 #include "runtime/results.h"
 #include "runtime/signals.h"
 #include "runtime/threads.h"
+#include "runtime/torch_message.h"
 #include "runtime/world.h"
 
 #if LRFIND_HAVE_NCCL
@@ -39,88 +38,14 @@
 #endif
 
 namespace lrfind::runtime {
+
+std::string flagName(const char* field) {
+  std::string flag = concat("--", field);
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag;
+}
+
 namespace {
-
-// --device: auto = CUDA when LibTorch has it and a GPU is visible. On CUDA, node-local
-// rank r takes visible GPU r mod count (with one GPU per rank through
-// CUDA_VISIBLE_DEVICES, as srun --gpus-per-task does, every rank takes its GPU 0).
-c10::Device resolveDevice(const std::string& name, int local_rank) {
-  LRFIND_INPUT_CHECK(name == "auto" || name == "cpu" || name == "cuda", "--device must be auto, cpu or cuda; got \"",
-                     name, "\"");
-  if (name == "cpu") return c10::Device(c10::DeviceType::CPU);
-  const bool usable = torch::cuda::is_available();
-  if (name == "auto" && !usable) return c10::Device(c10::DeviceType::CPU);
-  LRFIND_INPUT_CHECK(usable, "--device cuda: no usable CUDA GPU (",
-                     LRFIND_TORCH_HAS_CUDA ? "none visible to this process; check CUDA_VISIBLE_DEVICES and the driver"
-                                           : "this LibTorch was built without CUDA",
-                     "); use --device cpu or auto");
-  const auto gpus = static_cast<int>(torch::cuda::device_count());
-  return c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(local_rank % gpus));
-}
-
-// Every rank's physical GPU, compared on rank 0: two ranks on one GPU need
-// --allow-gpu-sharing (NCCL cannot put two ranks on one device). Collective; returns
-// whether any GPU is shared, on every rank.
-bool checkGpuSharing(comm::Communicator& comm, const c10::Device& device, const std::string& flag, bool allowed) {
-  constexpr int64_t kKeyBytes = 128;
-  std::string key;
-  if (device.is_cuda()) {
-    char host[64] = {0};
-    ::gethostname(host, sizeof(host) - 1);
-    std::string bus = comm::cudaDeviceBusId(device.index());
-    if (bus.empty()) bus = concat("cuda:", static_cast<int>(device.index()));
-    key = concat(host, " GPU ", bus).substr(0, kKeyBytes - 1);
-  }
-  at::Tensor mine = at::zeros({kKeyBytes}, at::kByte);
-  std::memcpy(mine.data_ptr(), key.data(), key.size());
-  at::Tensor all = comm.rank() == 0 ? at::zeros({comm.size() * kKeyBytes}, at::kByte) : at::Tensor();
-  comm.gather(mine, all);
-  at::Tensor shared = at::zeros({2}, at::kLong);  // {first rank, second rank} + 1 on one GPU
-  std::string where;
-  if (comm.rank() == 0) {
-    std::map<std::string, int> owner;
-    const auto* bytes = reinterpret_cast<const char*>(all.data_ptr());
-    for (int r = 0; r < comm.size() && shared[0].item<int64_t>() == 0; ++r) {
-      const std::string k(bytes + r * kKeyBytes);
-      if (k.empty()) continue;
-      const auto [it, fresh] = owner.emplace(k, r);
-      if (!fresh) {
-        shared[0] = it->second + 1;
-        shared[1] = r + 1;
-        where = k;
-      }
-    }
-  }
-  agreeOnSuccess(comm, [&] {
-    if (comm.rank() != 0 || shared[0].item<int64_t>() == 0 || allowed) return;
-    throw InputError(concat("--device ", flag, ": ranks ",
-                            shared[0].item<int64_t>() - 1, " and ", shared[1].item<int64_t>() - 1, " would share ",
-                            where, " (more ranks on a node than GPUs visible to them); start one rank per GPU, "
-                            "pass --allow-gpu-sharing (slower: gradients go through host memory), or use --device cpu"));
-  });
-  comm.broadcast(shared);
-  return shared[0].item<int64_t>() != 0;
-}
-
-// The communicator for the model's tensors: none needed on CPU or in a world of one;
-// NCCL for one GPU per rank; host staging over MPI when ranks share a GPU.
-std::unique_ptr<comm::Communicator> makeTensorComm(comm::Communicator& control, const c10::Device& device,
-                                                   bool gpu_shared, double timeout_s) {
-  if (!device.is_cuda() || control.size() == 1) return nullptr;
-  if (gpu_shared) return std::make_unique<comm::StagedCommunicator>(control);
-#if LRFIND_HAVE_NCCL
-  comm::NcclOptions options;
-  options.device = device.index();
-  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
-  return std::make_unique<comm::NcclCommunicator>(control, options);
-#else
-  (void)timeout_s;
-  // The same on every rank (a property of this build): agreed without talking.
-  throw Agreed<InputError>(concat("--device cuda with ", control.size(),
-                          " ranks averages gradients with NCCL, and this build has none (configure with "
-                          "-DLRFIND_WITH_NCCL=ON and NCCL_HOME set); or use --device cpu"));
-#endif
-}
 
 // The loss and the targets must fit each other, and the model's output both.
 int64_t checkTargets(const RunConfig& c, const Dataset& data) {
@@ -176,63 +101,58 @@ finder::StepHook faultInjection(int rank) {
 int g_world_rank = 0;
 int g_world_size = 1;
 
-// Everything the sweep needs on this rank, built in two agreed phases.
+// Everything the sweep needs on this rank, built in agreed phases.
 struct Setup {
   c10::Device device{c10::DeviceType::CPU};
   BatchPlan plan;
   Dataset data;
   finder::LossFn loss_fn;
   int64_t num_outputs = 0;
+  std::unique_ptr<comm::Communicator> tensor_comm;  // nullptr: the world's communicator
   LoadedModel loaded;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<ShardedBatches> batches;
   RunInfo info;
 };
 
-}  // namespace
+// Rank 0's view of the sweep as it goes: the results file (written off the training
+// loop) and the console progress. Empty on the other ranks.
+struct Recording {
+  std::unique_ptr<ResultsWriter> writer;
+  std::unique_ptr<AsyncObserver> writer_thread;
+  std::unique_ptr<ConsoleProgress> progress;
+  finder::ObserverList observers;
+};
 
-void validate(const RunConfig& c) {
-  finder::validate(c.sweep);
-  LRFIND_INPUT_CHECK(c.batch_size >= 1, "--batch-size must be >= 1, got ", c.batch_size);
-  LRFIND_INPUT_CHECK(c.threads >= 0, "--threads must be >= 0, got ", c.threads);
-  LRFIND_INPUT_CHECK(c.bucket_mb > 0, "--bucket-mb must be > 0, got ", c.bucket_mb);
-  LRFIND_INPUT_CHECK(c.comm_timeout_s > 0, "--comm-timeout must be > 0 seconds, got ", c.comm_timeout_s);
-}
-
-namespace {
-
-int runChecked(const RunConfig& c) {
-  // Flag checks fail the same way on every rank: agreed without talking.
+// Flag checks fail the same way on every rank: agreed without talking.
+void validateAgreed(const RunConfig& c) {
   try {
     validate(c);
   } catch (const InputError& e) {
-    throw Agreed<InputError>(e.what());
+    throw comm::Agreed<InputError>(e.what());
   }
+}
 
-  World world(c.backend);
-  g_world_rank = world.rank();
-  g_world_size = world.size();
-  const bool root = world.rank() == 0;
+void warnIfNoSuggestion(const RunConfig& c) {
   const int64_t usable = c.sweep.num_training - c.sweep.skip_begin - c.sweep.skip_end;
-  if (usable < 2 && root) {
-    std::fprintf(stderr,
-                 "lrfind_dist: warning: --skip-begin %lld + --skip-end %lld leave %lld of %lld points for the "
-                 "suggestion; there will be none\n",
-                 static_cast<long long>(c.sweep.skip_begin), static_cast<long long>(c.sweep.skip_end),
-                 static_cast<long long>(std::max<int64_t>(usable, 0)), static_cast<long long>(c.sweep.num_training));
-  }
-  const int threads = c.threads > 0 ? c.threads : world.defaultThreads();
-  setComputeThreads(threads);
+  if (usable >= 2) return;
+  std::fprintf(stderr,
+               "lrfind_dist: warning: --skip-begin %lld + --skip-end %lld leave %lld of %lld points for the "
+               "suggestion; there will be none\n",
+               static_cast<long long>(c.sweep.skip_begin), static_cast<long long>(c.sweep.skip_end),
+               static_cast<long long>(std::max<int64_t>(usable, 0)), static_cast<long long>(c.sweep.num_training));
+}
 
-  Setup s;
+// Phase 1, agreed: the output paths (rank 0 writes them), the device, the data and its
+// targets. Then the placement checks and the tensor communicator.
+void prepareData(const RunConfig& c, World& world, Setup& s) {
   s.plan.batch_size = c.batch_size;
   s.plan.shuffle = c.shuffle;
   s.plan.seed = c.seed;
   s.plan.rank = world.rank();
   s.plan.world = world.size();
-  // Phase 1: outputs (rank 0 writes them), device, data, targets.
-  agreeOnSuccess(world.comm(), [&] {
-    if (root) {
+  comm::agreeOnSuccess(world.comm(), [&] {
+    if (world.rank() == 0) {
       checkOutputPath(c.out, c.force, "--out");
       if (!c.json.empty()) checkOutputPath(c.json, c.force, "--json");
       if (!c.plot.empty()) checkOutputPath(c.plot, c.force, "--plot");
@@ -242,30 +162,35 @@ int runChecked(const RunConfig& c) {
     const int64_t batches_needed = c.sweep.num_training * c.sweep.accumulate;
     const auto synthetic = syntheticSpec(c.data);
     s.data = synthetic ? makeSynthetic(c.seed, *synthetic)
-                 : loadHdf5(c.data, c.x_key, c.y_key,
-                            [&](int64_t samples) { return rowsUsed(samples, s.plan, batches_needed); });
+                       : loadHdf5(c.data, c.x_key, c.y_key, [&](int64_t samples) {
+                           return rowsUsed(samples, s.plan, batches_needed, c.data);
+                         });
     s.num_outputs = checkTargets(c, s.data);
     s.batches = std::make_unique<ShardedBatches>(s.data, s.plan, s.device);
   });
   const bool gpu_shared = checkGpuSharing(world.comm(), s.device, c.device, c.allow_gpu_sharing);
-  std::unique_ptr<comm::Communicator> tensor_comm =
-      makeTensorComm(world.comm(), s.device, gpu_shared, c.comm_timeout_s);
+  s.tensor_comm = makeTensorComm(world.comm(), s.device, gpu_shared, c.comm_timeout_s);
   if (s.data.has_labels && world.size() > 1) {
     // Each rank saw only its rows: the model is sized by the largest label anywhere.
     at::Tensor classes = at::full({1}, s.num_outputs, at::kLong);
     world.comm().allreduce(classes, comm::AllreduceOptions{comm::ReduceOp::kMax});
     s.num_outputs = classes.item<int64_t>();
   }
-  // Phase 2: model, a dry forward pass against the data, optimizer.
-  agreeOnSuccess(world.comm(), [&] {
+}
+
+// Phase 2, agreed: the model, a dry forward pass against the data, the optimizer.
+void prepareModel(const RunConfig& c, World& world, Setup& s) {
+  comm::agreeOnSuccess(world.comm(), [&] {
     s.loaded = loadModel(c.model, s.data, s.num_outputs, c.seed, s.device);
     checkOutput(dryForward(*s.loaded.model, s.loaded.name, s.data, s.device), c, s.data, s.loaded.name);
     OptimizerConfig opt = c.optimizer;
     opt.lr = c.sweep.min_lr;
     s.optimizer = makeOptimizer(s.loaded.model->parameters(), opt);
   });
+}
 
-  RunInfo& info = s.info;
+RunInfo describeRun(const RunConfig& c, const World& world, const Setup& s) {
+  RunInfo info;
   info.model = s.loaded.name;
   info.data = s.data.source;
   info.optimizer = c.optimizer.name;
@@ -276,57 +201,66 @@ int runChecked(const RunConfig& c) {
   info.seed = static_cast<int64_t>(c.seed);
   info.world_size = world.size();
   info.config = c.config_text;
+  return info;
+}
 
-  // From here on SIGINT/SIGTERM stop the sweep after the current step, on every rank,
-  // and leave the steps done in <out>.partial.
-  InterruptHandler interrupts;
-  // Rank 0 records; the others only train.
-  std::unique_ptr<ResultsWriter> writer;
-  std::unique_ptr<AsyncObserver> writer_thread;  // HDF5 appends and flushes off the training loop
-  std::unique_ptr<ConsoleProgress> progress;
-  ObserverList observers;
-  agreeOnSuccess(world.comm(), [&] {
-    if (!root) return;
-    writer = std::make_unique<ResultsWriter>(c.out, info);
-    writer_thread = std::make_unique<AsyncObserver>(*writer);
-    progress = std::make_unique<ConsoleProgress>(stderr, c.interactive.value_or(::isatty(STDERR_FILENO) != 0));
-    observers.add(writer_thread.get());
-    observers.add(progress.get());
+// Agreed: rank 0 opens the results file and the console progress.
+Recording startRecording(const RunConfig& c, World& world, const RunInfo& info) {
+  Recording r;
+  comm::agreeOnSuccess(world.comm(), [&] {
+    if (world.rank() != 0) return;
+    r.writer = std::make_unique<ResultsWriter>(c.out, info);
+    r.writer_thread = std::make_unique<AsyncObserver>(*r.writer);
+    r.progress = std::make_unique<ConsoleProgress>(stderr, c.interactive.value_or(::isatty(STDERR_FILENO) != 0));
+    r.observers.add(r.writer_thread.get());
+    r.observers.add(r.progress.get());
   });
-  if (c.verbose) {
-    std::fprintf(stderr, "lrfind_dist: rank %d/%d (local %d/%d, %s, gradients %s): %s on %s, %lld of %lld samples read, %d thread(s)\n",
-                 world.rank(), world.size(), world.localRank(), world.localSize(), world.comm().name().c_str(),
-                 tensor_comm ? tensor_comm->name().c_str() : world.comm().name().c_str(),
-                 s.loaded.name.c_str(), info.device.c_str(), static_cast<long long>(s.data.size()),
-                 static_cast<long long>(s.data.totalSamples()), threads);
-  }
+  return r;
+}
 
+void logPlacement(World& world, const Setup& s, int threads) {
+  const comm::Communicator& control = world.comm();
+  std::fprintf(stderr, "lrfind_dist: rank %d/%d (local %d/%d, %s, gradients %s): %s on %s, %lld of %lld samples "
+               "read, %d thread(s)\n",
+               world.rank(), world.size(), world.localRank(), world.localSize(), control.name().c_str(),
+               s.tensor_comm ? s.tensor_comm->name().c_str() : control.name().c_str(), s.loaded.name.c_str(),
+               s.info.device.c_str(), static_cast<long long>(s.data.size()),
+               static_cast<long long>(s.data.totalSamples()), threads);
+}
+
+finder::SweepResult sweep(const RunConfig& c, World& world, Setup& s, Recording& rec) {
   finder::SweepContext context;
   context.comm = &world.comm();
-  context.tensor_comm = tensor_comm.get();
-  context.observer = root ? &observers : nullptr;
+  context.tensor_comm = s.tensor_comm.get();
+  context.observer = world.rank() == 0 ? &rec.observers : nullptr;
   context.bucket_bytes = static_cast<std::size_t>(c.bucket_mb * 1024 * 1024);
   context.check_consistency = c.check_consistency;
   context.before_step = faultInjection(world.rank());
   context.interrupted = [] { return InterruptHandler::received() != 0; };
-  finder::SweepResult result;
+  context.option_name = flagName;
   try {
-    result = finder::runSweep(*s.loaded.model, *s.optimizer, *s.batches, s.loss_fn, c.sweep, context);
+    return finder::runSweep(*s.loaded.model, *s.optimizer, *s.batches, s.loss_fn, c.sweep, context);
   } catch (const CommError& e) {
-    if (writer) throw Agreed<CommError>(concat(e.what(), " (steps so far in ", writer->currentPath(), ")"));
+    if (rec.writer) {
+      throw comm::Agreed<CommError>(concat(e.what(), " (steps so far in ", rec.writer->currentPath(), ")"));
+    }
     throw;
   }
-  if (result.stop_reason == finder::StopReason::kInterrupted) {
-    const int sig = InterruptHandler::received();
-    if (root) {
-      std::fprintf(stderr, "lrfind_dist: interrupted (%s) after %lld steps; they are in %s (complete=0)\n",
-                   sig != 0 ? strsignal(sig) : "a signal on another rank",
-                   static_cast<long long>(result.stepsCompleted()), writer->currentPath().c_str());
-    }
-    return 128 + (sig != 0 ? sig : SIGTERM);
-  }
-  if (!root) return kExitOk;
+}
 
+// Every rank stopped at the same step after a signal; the exit code says which.
+int reportInterrupted(const finder::SweepResult& result, const Recording& rec) {
+  const int sig = InterruptHandler::received();
+  if (rec.writer) {
+    std::fprintf(stderr, "lrfind_dist: interrupted (%s) after %lld steps; they are in %s (complete=0)\n",
+                 sig != 0 ? strsignal(sig) : "a signal on another rank",
+                 static_cast<long long>(result.stepsCompleted()), rec.writer->currentPath().c_str());
+  }
+  return 128 + (sig != 0 ? sig : SIGTERM);
+}
+
+// Rank 0: the JSON summary and the plot, then the summary on the console.
+void writeOutputs(const RunConfig& c, const finder::SweepResult& result, const RunInfo& info) {
   if (!c.json.empty()) writeTextFile(c.json, renderJson(result, c.sweep, info, c.out), "--json");
   if (!c.plot.empty()) writeTextFile(c.plot, renderSvg(result, c.sweep, info), "--plot");
 
@@ -345,6 +279,42 @@ int runChecked(const RunConfig& c) {
     std::printf("\n");
   }
   std::fflush(stdout);
+}
+
+}  // namespace
+
+void validate(const RunConfig& c) {
+  finder::validate(c.sweep, flagName);
+  LRFIND_INPUT_CHECK(c.batch_size >= 1, "--batch-size must be >= 1, got ", c.batch_size);
+  LRFIND_INPUT_CHECK(c.threads >= 0, "--threads must be >= 0, got ", c.threads);
+  LRFIND_INPUT_CHECK(c.bucket_mb > 0, "--bucket-mb must be > 0, got ", c.bucket_mb);
+  LRFIND_INPUT_CHECK(c.comm_timeout_s > 0, "--comm-timeout must be > 0 seconds, got ", c.comm_timeout_s);
+}
+
+namespace {
+
+int runChecked(const RunConfig& c) {
+  validateAgreed(c);
+  World world(c.backend);
+  g_world_rank = world.rank();
+  g_world_size = world.size();
+  if (world.rank() == 0) warnIfNoSuggestion(c);
+  const int threads = c.threads > 0 ? c.threads : world.defaultThreads();
+  setComputeThreads(threads);
+
+  Setup s;
+  prepareData(c, world, s);
+  prepareModel(c, world, s);
+  s.info = describeRun(c, world, s);
+  // From here on SIGINT/SIGTERM stop the sweep after the current step, on every rank,
+  // and leave the steps done in <out>.partial.
+  InterruptHandler interrupts;
+  Recording rec = startRecording(c, world, s.info);
+  if (c.verbose) logPlacement(world, s, threads);
+
+  const finder::SweepResult result = sweep(c, world, s, rec);
+  if (result.stop_reason == finder::StopReason::kInterrupted) return reportInterrupted(result, rec);
+  if (world.rank() == 0) writeOutputs(c, result, s.info);
   return kExitOk;
 }
 
@@ -357,7 +327,7 @@ int run(const RunConfig& config) {
   g_world_rank = std::max(0, launcher.rank);  // the launcher's word until MPI's
   g_world_size = std::max(1, launcher.size);
   auto report = [](const std::exception& e, const char* kind, const std::string& text) {
-    if (isAgreed(e)) {
+    if (comm::isAgreed(e)) {
       if (g_world_rank == 0) std::fprintf(stderr, "lrfind_dist: error%s: %s\n", kind, text.c_str());
     } else if (g_world_size > 1) {
       std::fprintf(stderr, "lrfind_dist: error%s: rank %d: %s\n", kind, g_world_rank, text.c_str());
@@ -391,7 +361,7 @@ std::string versionText() {
 #if LRFIND_HAVE_NCCL
                 " (NCCL library now: ", comm::ncclRuntimeVersion(), ")",
 #endif
-                "\n  GPUs visible now: ", comm::cudaVisibleDevices(), "\n",
+                "\n  GPUs visible now: ", cudaVisibleDevices(), "\n",
                 "  MPI: ", comm::MpiEnvironment::libraryVersion(), " (MPI ", LRFIND_MPI_VERSION, ")\n",
                 "  HDF5 ", LRFIND_HDF5_VERSION, ", compiler ", LRFIND_CXX_COMPILER, "\n",
                 "  communication backends: self, mpi", LRFIND_HAVE_NCCL ? ", nccl" : "", " (and MPI with host staging "

@@ -5,7 +5,7 @@
 
 #include <ATen/ATen.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 
 namespace lrfind::runtime {
 
@@ -59,8 +59,8 @@ std::vector<int64_t> BatchIndexer::peek() {
   return idx;
 }
 
-std::vector<int64_t> rowsUsed(int64_t samples, const BatchPlan& plan, int64_t batches) {
-  BatchIndexer indexer(samples, plan, "");
+std::vector<int64_t> rowsUsed(int64_t samples, const BatchPlan& plan, int64_t batches, const std::string& source) {
+  BatchIndexer indexer(samples, plan, source);
   std::vector<char> used(static_cast<std::size_t>(samples), 0);
   for (int64_t b = 0; b < batches; ++b) {
     for (int64_t i : indexer.peek()) used[static_cast<std::size_t>(i)] = 1;

@@ -47,7 +47,7 @@ class BatchIndexer {
 
 // Every sample this rank's first `batches` batches use, sorted and unique: the rows
 // it has to read.
-std::vector<int64_t> rowsUsed(int64_t samples, const BatchPlan& plan, int64_t batches);
+std::vector<int64_t> rowsUsed(int64_t samples, const BatchPlan& plan, int64_t batches, const std::string& source);
 
 class ShardedBatches final : public finder::BatchSource {
  public:

@@ -8,7 +8,7 @@
 
 #include <ATen/ATen.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "runtime/hdf5_handle.h"
 
 namespace lrfind::runtime {
@@ -93,8 +93,23 @@ struct RawDataset {
   h5::Id id;
   H5T_class_t type_class = H5T_NO_CLASS;
   std::size_t type_size = 0;
+  std::string type_name;  // as numpy says it: "float16", "uint8", ...
   std::vector<hsize_t> dims;
 };
+
+// numpy's name for an HDF5 type ("float16", "int32", "uint8"), or its class and size
+// for the types that have no numpy counterpart.
+std::string typeName(hid_t type) {
+  const H5T_class_t type_class = H5Tget_class(type);
+  const std::size_t bits = H5Tget_size(type) * 8;
+  switch (type_class) {
+    case H5T_FLOAT: return concat("float", bits);
+    case H5T_INTEGER: return concat(H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int", bits);
+    case H5T_STRING: return "string";
+    case H5T_COMPOUND: return concat("a compound type of ", bits / 8, " bytes");
+    default: return concat("a non-numeric type of ", bits / 8, " bytes");
+  }
+}
 
 RawDataset openDataset(hid_t file, const std::string& path, const std::string& key,
                        const char* flag) {
@@ -111,6 +126,7 @@ RawDataset openDataset(hid_t file, const std::string& path, const std::string& k
   auto type = h5::datatype(H5Dget_type(raw.id.get()), where);
   raw.type_class = H5Tget_class(type.get());
   raw.type_size = H5Tget_size(type.get());
+  raw.type_name = typeName(type.get());
   auto space = h5::dataspace(H5Dget_space(raw.id.get()), where);
   const int rank = H5Sget_simple_extent_ndims(space.get());
   LRFIND_INPUT_CHECK(rank >= 1, where, " is a scalar or has no simple shape; it must be an array");
@@ -187,9 +203,8 @@ Dataset loadHdf5(const std::string& path, const std::string& x_key, const std::s
   const std::string yw = concat("--data ", path, ": dataset '", y_key, "'");
 
   LRFIND_INPUT_CHECK(x.type_class == H5T_FLOAT && (x.type_size == 4 || x.type_size == 8), xw,
-                     " must be float32 or float64, got ",
-                     x.type_class == H5T_INTEGER ? "an integer type" : "a non-float type",
-                     " of ", x.type_size, " bytes; convert it with numpy astype('float32')");
+                     " must be float32 or float64, got ", x.type_name,
+                     "; convert it with numpy astype('float32')");
   LRFIND_INPUT_CHECK(x.dims.size() >= 2, xw, " must have shape [samples, features...], got ",
                      shapeString(x.dims));
   LRFIND_INPUT_CHECK(x.dims[0] > 0, xw, " has no samples");
@@ -197,8 +212,7 @@ Dataset loadHdf5(const std::string& path, const std::string& x_key, const std::s
   LRFIND_INPUT_CHECK(
       (labels && (y.type_size == 4 || y.type_size == 8)) ||
           (y.type_class == H5T_FLOAT && (y.type_size == 4 || y.type_size == 8)),
-      yw, " must be int32/int64 class labels or float32/float64 targets, got ", y.type_size,
-      "-byte ", y.type_class == H5T_INTEGER ? "integers" : "values of another class");
+      yw, " must be int32/int64 class labels or float32/float64 targets, got ", y.type_name);
   LRFIND_INPUT_CHECK(!labels || y.dims.size() == 1, yw, " holds class labels, so it must have shape [samples], got ",
                      shapeString(y.dims));
   LRFIND_INPUT_CHECK(y.dims[0] == x.dims[0], yw, " has ", y.dims[0], " samples but '", x_key,

@@ -5,7 +5,7 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/optim.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 
 namespace lrfind::runtime {
 namespace {

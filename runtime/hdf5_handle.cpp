@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "comm/errors.h"
+#include "common/error.h"
 
 namespace lrfind::runtime::h5 {
 

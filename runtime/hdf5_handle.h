@@ -5,7 +5,7 @@
 
 #include <hdf5.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 
 #include <string>
 #include <utility>

@@ -6,7 +6,8 @@
 #include <torch/nn.h>
 #include <torch/script.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
+#include "runtime/torch_message.h"
 
 namespace lrfind::runtime {
 namespace {

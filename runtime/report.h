@@ -1,23 +1,30 @@
 #pragma once
 // Human- and machine-readable views of a finished sweep: the JSON summary, the SVG
-// plot and the console summary. No LibTorch here.
+// plot and the console summary. No LibTorch and no HDF5 here.
 
 #include <string>
 
 #include "finder/result.h"
-#include "runtime/results.h"
+#include "runtime/run_info.h"
 
 namespace lrfind::runtime {
 
-// "3.16e-03"-style: three significant digits.
-std::string formatLr(double lr);
-
+// Suggestions, stop reason, curve, timing and the configuration. `config` holds the
+// sweep options and the RunInfo facts under their existing names; when info.config
+// (the run's TOML) is set, it is also stored verbatim as `config_toml`, and every key
+// of it joins `config` ('-' becomes '_', values typed as the TOML has them) unless a
+// key of that name is already there: facts resolved at run time (model, device, ...)
+// win over what was asked for.
 std::string renderJson(const finder::SweepResult& result, const finder::SweepOptions& options,
                        const RunInfo& info, const std::string& results_path);
 
 // Smoothed loss vs lr (log10 x axis in exponential mode), labelled axes and ticks, every
 // method's suggestion marked in its own colour with a legend, the chosen one also as a
-// dashed line.
+// dashed line. The x axis reaches every suggestion (fastai's `minimum` can lie below
+// min_lr); markers that would hide each other are drawn as one, labelled with every
+// method at it; the legend goes into a corner the curve and markers leave free, or to
+// the right of the plot (a wider SVG) when there is none. The axes rectangle, markers
+// and legend carry class="axes|marker|legend" (markers also data-methods) for tools.
 std::string renderSvg(const finder::SweepResult& result, const finder::SweepOptions& options,
                       const RunInfo& info);
 

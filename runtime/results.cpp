@@ -1,17 +1,19 @@
 #include "runtime/results.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <limits>
+#include <utility>
 
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-
-#include "comm/errors.h"
+#include "common/error.h"
 #include "lrfind/config.h"
+#include "runtime/hdf5_handle.h"
 
 namespace lrfind::runtime {
 namespace fs = std::filesystem;
@@ -97,28 +99,49 @@ void checkOutputPath(const std::string& path, bool force, const std::string& fla
                      ": exists; pass --force to overwrite it or choose another name");
 }
 
-ResultsWriter::ResultsWriter(std::string path, const RunInfo& info)
-    : path_(std::move(path)), current_(partialPath(path_)), info_(info) {
+struct ResultsWriter::Impl {
+  void append(h5::Id& dataset, const char* name, const double* row, hsize_t width);
+
+  std::string path;
+  std::string current;
+  RunInfo info;
+  h5::Id file;
+  // Open for the whole sweep: lr, loss, loss_raw, step_seconds, loss_per_rank.
+  std::vector<h5::Id> series;
+  h5::Id steps_attr;
+  int world = 1;
+  hsize_t rows = 0;
+};
+
+ResultsWriter::ResultsWriter(std::string path, const RunInfo& info) : impl_(std::make_unique<Impl>()) {
+  Impl& d = *impl_;
+  d.path = std::move(path);
+  d.current = partialPath(d.path);
+  d.info = info;
   h5::silenceErrors();
   // At most the 1.8 file format: 1.10's superblock marks a file open for writing, and
   // after a crash HDF5 and h5py then refuse <out>.partial until someone runs h5clear.
   // The 1.8 format leaves a killed job's file readable as it is.
   auto fapl = h5::plist(H5Pcreate(H5P_FILE_ACCESS), "file access properties");
   h5::check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18), "libver bounds");
-  file_ = h5::file(H5Fcreate(current_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
-                   concat("--out ", path_, ": cannot create ", current_));
+  d.file = h5::file(H5Fcreate(d.current.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
+                    concat("--out ", d.path, ": cannot create ", d.current));
 }
 
 ResultsWriter::~ResultsWriter() = default;
 
+const std::string& ResultsWriter::currentPath() const { return impl_->current; }
+
 void ResultsWriter::onStart(const finder::SweepOptions& options, int world_size) {
-  world_ = world_size;
-  const hid_t f = file_.get();
-  series_.clear();
-  for (const char* name : kSeries) series_.push_back(createSeries(f, name, 0));
-  series_.push_back(createSeries(f, "loss_per_rank", static_cast<hsize_t>(world_)));
+  Impl& d = *impl_;
+  d.world = world_size;
+  const hid_t f = d.file.get();
+  d.series.clear();
+  for (const char* name : kSeries) d.series.push_back(createSeries(f, name, 0));
+  d.series.push_back(createSeries(f, "loss_per_rank", static_cast<hsize_t>(d.world)));
   h5::group(H5Gcreate2(f, "suggestions", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create group suggestions");
 
+  const RunInfo& info = d.info;
   writeAttr(f, "lrfind_version", std::string(LRFIND_VERSION));
   writeAttr(f, "min_lr", options.min_lr);
   writeAttr(f, "max_lr", options.max_lr);
@@ -131,53 +154,55 @@ void ResultsWriter::onStart(const finder::SweepOptions& options, int world_size)
   writeAttr(f, "skip_end", options.skip_end);
   writeAttr(f, "accumulate", options.accumulate);
   writeAttr(f, "suggest_method", std::string(finder::toString(options.suggest)));
-  writeAttr(f, "world_size", static_cast<int64_t>(world_));
-  writeAttr(f, "batch_size", info_.batch_size);
-  writeAttr(f, "global_batch_size", info_.global_batch_size);
-  writeAttr(f, "optimizer", info_.optimizer);
-  writeAttr(f, "loss_fn", info_.loss_fn);
-  writeAttr(f, "model", info_.model);
-  writeAttr(f, "data", info_.data);
-  writeAttr(f, "device", info_.device);
-  writeAttr(f, "seed", info_.seed);
-  if (!info_.config.empty()) writeAttr(f, "config", info_.config);
+  writeAttr(f, "world_size", static_cast<int64_t>(d.world));
+  writeAttr(f, "batch_size", info.batch_size);
+  writeAttr(f, "global_batch_size", info.global_batch_size);
+  writeAttr(f, "optimizer", info.optimizer);
+  writeAttr(f, "loss_fn", info.loss_fn);
+  writeAttr(f, "model", info.model);
+  writeAttr(f, "data", info.data);
+  writeAttr(f, "device", info.device);
+  writeAttr(f, "seed", info.seed);
+  if (!info.config.empty()) writeAttr(f, "config", info.config);
   writeAttr(f, "steps_completed", int64_t{0});
   writeAttr(f, "stop_reason", std::string(finder::toString(finder::StopReason::kRunning)));
   writeAttr(f, "complete", int64_t{0});
   writeAttr(f, "suggested_lr", std::numeric_limits<double>::quiet_NaN());
-  steps_attr_ = h5::attribute(H5Aopen(f, "steps_completed", H5P_DEFAULT), "open attribute steps_completed");
-  h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), concat("flush ", current_));
+  d.steps_attr = h5::attribute(H5Aopen(f, "steps_completed", H5P_DEFAULT), "open attribute steps_completed");
+  h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), concat("flush ", d.current));
 }
 
-void ResultsWriter::append(h5::Id& ds, const char* name, const double* row, hsize_t width) {
+void ResultsWriter::Impl::append(h5::Id& ds, const char* name, const double* row, hsize_t width) {
   // Runs every step: no allocation, messages built only on failure.
   const int rank = width == 0 ? 1 : 2;
-  hsize_t new_dims[2] = {rows_ + 1, width};
-  LRFIND_H5_CHECK(H5Dset_extent(ds.get(), new_dims), "extend dataset ", name, " in ", current_);
+  hsize_t new_dims[2] = {rows + 1, width};
+  LRFIND_H5_CHECK(H5Dset_extent(ds.get(), new_dims), "extend dataset ", name, " in ", current);
   h5::Id file_space(H5Dget_space(ds.get()), H5Sclose);
-  LRFIND_H5_CHECK(file_space.get(), "dataspace of ", name, " in ", current_);
-  hsize_t start[2] = {rows_, 0};
+  LRFIND_H5_CHECK(file_space.get(), "dataspace of ", name, " in ", current);
+  hsize_t start[2] = {rows, 0};
   hsize_t count[2] = {1, std::max<hsize_t>(width, 1)};
   LRFIND_H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr),
                   "select row of ", name);
   h5::Id mem_space(H5Screate_simple(rank, count, nullptr), H5Sclose);
   LRFIND_H5_CHECK(mem_space.get(), "memory dataspace for ", name);
   LRFIND_H5_CHECK(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, mem_space.get(), file_space.get(), H5P_DEFAULT, row),
-                  "write dataset ", name, " in ", current_);
+                  "write dataset ", name, " in ", current);
 }
 
 void ResultsWriter::onStep(const finder::StepRecord& r) {
+  Impl& d = *impl_;
   const double values[] = {r.lr, r.loss, r.loss_raw, r.seconds};
-  for (std::size_t i = 0; i < std::size(kSeries); ++i) append(series_[i], kSeries[i], &values[i], 0);
-  append(series_.back(), "loss_per_rank", r.loss_per_rank.data(), static_cast<hsize_t>(world_));
-  ++rows_;
-  const auto steps = static_cast<int64_t>(rows_);
-  LRFIND_H5_CHECK(H5Awrite(steps_attr_.get(), H5T_NATIVE_INT64, &steps), "write steps_completed in ", current_);
-  LRFIND_H5_CHECK(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "flush ", current_);
+  for (std::size_t i = 0; i < std::size(kSeries); ++i) d.append(d.series[i], kSeries[i], &values[i], 0);
+  d.append(d.series.back(), "loss_per_rank", r.loss_per_rank.data(), static_cast<hsize_t>(d.world));
+  ++d.rows;
+  const auto steps = static_cast<int64_t>(d.rows);
+  LRFIND_H5_CHECK(H5Awrite(d.steps_attr.get(), H5T_NATIVE_INT64, &steps), "write steps_completed in ", d.current);
+  LRFIND_H5_CHECK(H5Fflush(d.file.get(), H5F_SCOPE_GLOBAL), "flush ", d.current);
 }
 
 void ResultsWriter::onEnd(const finder::SweepResult& result) {
-  const hid_t f = file_.get();
+  Impl& d = *impl_;
+  const hid_t f = d.file.get();
   {
     auto g = h5::group(H5Gopen2(f, "suggestions", H5P_DEFAULT), "open group suggestions");
     for (const auto& s : result.suggestions) {
@@ -196,15 +221,15 @@ void ResultsWriter::onEnd(const finder::SweepResult& result) {
   writeAttr(f, "stop_reason", std::string(finder::toString(result.stop_reason)));
   if (!result.error.empty()) writeAttr(f, "error", result.error);
   writeAttr(f, "complete", int64_t{ended ? 1 : 0});
-  h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), concat("flush ", current_));
-  steps_attr_.reset();
-  series_.clear();
-  file_.reset();
+  h5::check(H5Fflush(f, H5F_SCOPE_GLOBAL), concat("flush ", d.current));
+  d.steps_attr.reset();
+  d.series.clear();
+  d.file.reset();
   if (ended) {
     std::error_code ec;
-    fs::rename(current_, path_, ec);
-    if (ec) throw IoError(concat("--out ", path_, ": cannot move ", current_, " into place: ", ec.message()));
-    current_ = path_;
+    fs::rename(d.current, d.path, ec);
+    if (ec) throw IoError(concat("--out ", d.path, ": cannot move ", d.current, " into place: ", ec.message()));
+    d.current = d.path;
   }
 }
 

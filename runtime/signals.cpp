@@ -4,7 +4,7 @@
 
 #include <atomic>
 
-#include "comm/errors.h"
+#include "common/error.h"
 
 namespace lrfind::runtime {
 namespace {

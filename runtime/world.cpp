@@ -3,13 +3,10 @@
 #include <sched.h>
 
 #include <cstdlib>
-#include <functional>
 #include <thread>
 
-#include <ATen/ATen.h>
 
-#include "comm/collectives.h"
-#include "comm/errors.h"
+#include "common/error.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
 #include "comm/self_communicator.h"
@@ -96,36 +93,6 @@ int World::defaultThreads() const {
   const int node_cpus = static_cast<int>(std::thread::hardware_concurrency());
   if (cpus >= node_cpus && local_size_ > 1) cpus /= local_size_;
   return std::max(1, cpus);
-}
-
-void agreeOnSuccess(comm::Communicator& comm, const std::function<void()>& body) {
-  int code = 0;  // 0 ok, 1 failure, 2 input error
-  std::string message;
-  try {
-    body();
-  } catch (const InputError& e) {
-    code = 2;
-    message = e.what();
-  } catch (const std::exception& e) {
-    code = 1;
-    message = e.what();
-  }
-  if (comm.size() == 1) {
-    if (code == 2) throw InputError(message);
-    if (code == 1) throw Error(message);
-    return;
-  }
-  // The lowest failing rank and its code, then its message.
-  at::Tensor who = at::full({1}, static_cast<int64_t>(code != 0 ? comm.rank() : comm.size()), at::kLong);
-  comm.allreduce(who, comm::AllreduceOptions{comm::ReduceOp::kMin});
-  const auto failing = static_cast<int>(who.item<int64_t>());
-  if (failing == comm.size()) return;
-  // The failing rank's exit code travels as the first character of its message.
-  const std::string shared =
-      comm::broadcastText(comm, failing, comm.rank() == failing ? std::to_string(code) + message : std::string());
-  const std::string text = concat("rank ", failing, ": ", shared.substr(1));
-  if (shared[0] == '2') throw Agreed<InputError>(text);
-  throw Agreed<Error>(text);
 }
 
 }  // namespace lrfind::runtime

@@ -7,7 +7,6 @@
 // launcher started more than one rank, else self. Running without any launcher never
 // touches MPI.
 
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -45,7 +44,6 @@ class World {
   int size() const { return comm_->size(); }
   int localRank() const { return local_rank_; }
   int localSize() const { return local_size_; }
-  const LauncherInfo& launcher() const { return launcher_; }
   // CPUs this process may run on (its affinity mask) divided among the local ranks.
   int defaultThreads() const;
 
@@ -56,11 +54,5 @@ class World {
   int local_rank_ = 0;
   int local_size_ = 1;
 };
-
-// Runs `body` on every rank and makes the ranks agree on its outcome: if it threw on
-// any rank, every rank throws the same exception type (InputError or Error) with the
-// message of the lowest failing rank, prefixed with that rank when the world has more
-// than one. Costs two small collectives; use it around setup, before the sweep.
-void agreeOnSuccess(comm::Communicator& comm, const std::function<void()>& body);
 
 }  // namespace lrfind::runtime

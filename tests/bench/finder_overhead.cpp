@@ -25,6 +25,7 @@
 #include "runtime/dataset.h"
 #include "runtime/factories.h"
 #include "runtime/results.h"
+#include "runtime/run_info.h"
 #include "runtime/threads.h"
 
 namespace {

@@ -19,7 +19,6 @@
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 
-#include "comm/cuda_info.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
 #include "comm/nccl_communicator.h"
@@ -33,12 +32,14 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--iters") == 0) iters = std::atoi(argv[i + 1]);
   }
   lrfind::comm::MpiCommunicator world;
-  const int gpus = lrfind::comm::cudaVisibleDevices();
-  int usable = torch::cuda::is_available() && gpus >= world.localSize() ? 1 : 0, all = 0;
+  // LibTorch decides, as in nccl_test: the buffer is LibTorch's (0 without CUDA).
+  const int gpus = static_cast<int>(torch::cuda::device_count());
+  int usable = gpus > 0 && gpus >= world.localSize() ? 1 : 0, all = 0;
   MPI_Allreduce(&usable, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   if (all == 0) {
     if (world.rank() == 0) {
-      std::printf("nccl_bandwidth: skipped: needs LibTorch with CUDA and one GPU per rank (%d visible, %d local ranks)\n",
+      std::printf("nccl_bandwidth: skipped: needs LibTorch with CUDA and one GPU per rank (LibTorch sees %d, %d local "
+                  "ranks)\n",
                   gpus, world.localSize());
     }
     return 0;

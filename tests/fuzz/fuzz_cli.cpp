@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "fuzz_util.h"
 #include "launch/cli.h"
 #include "runtime/app.h"

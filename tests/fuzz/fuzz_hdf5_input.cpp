@@ -16,7 +16,7 @@
 
 #include <c10/util/Exception.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "fuzz_util.h"
 #include "runtime/batches.h"
 #include "runtime/dataset.h"
@@ -133,7 +133,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   try {
     const auto d = lrfind::runtime::loadHdf5(path, x_key, "y", [&](int64_t samples) {
-      return lrfind::runtime::rowsUsed(samples, plan, batches);
+      return lrfind::runtime::rowsUsed(samples, plan, batches, path);
     });
     if (d.has_labels) lrfind::runtime::checkLabelsFit(d, outputs, "fuzz");
     lrfind::runtime::ShardedBatches stream(d, plan, c10::Device(c10::DeviceType::CPU));

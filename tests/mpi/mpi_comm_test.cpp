@@ -1,9 +1,13 @@
 // The MPI backend against hand-computed results, at whatever world size mpirun gives.
 
+#include <mpi.h>
+
+#include <string>
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "comm/grad_sync.h"
 #include "comm/mpi_communicator.h"
 
@@ -51,6 +55,51 @@ TEST_F(MpiComm, ErrorsNameTheProblem) {
   EXPECT_THROW(comm.allreduce(half), CommError);
   at::Tensor t = at::zeros({2});
   EXPECT_THROW(comm.broadcast(t, BroadcastOptions{w}), Error);
+  comm.barrier();
+}
+
+// Runs `call`, which must throw a CommError whose message contains `needle`.
+template <typename Call>
+void expectCommError(Call&& call, const std::string& needle) {
+  try {
+    call();
+    ADD_FAILURE() << "expected a CommError naming " << needle;
+  } catch (const CommError& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+// Every collective refuses a dtype MPI cannot carry with a CommError (as NCCL does),
+// on every rank, before any rank communicates: the barrier after it still pairs up.
+TEST_F(MpiComm, UnsupportedDtypeIsACommErrorOnEveryCollective) {
+  at::Tensor half = at::zeros({2}, at::kHalf);
+  at::Tensor flags = at::zeros({3}, at::kBool);
+  at::Tensor out = r == 0 ? at::zeros({3 * w}, at::kBool) : at::Tensor();
+  expectCommError([&] { comm.allreduce(half); }, "Half");
+  expectCommError([&] { comm.broadcast(half); }, "Half");
+  expectCommError([&] { comm.gather(flags, out); }, "Bool");
+  comm.barrier();
+}
+
+// An op outside the enum (any int converts to ReduceOp) is an error, not a sum, and
+// leaves the tensor alone; the communicator stays usable.
+TEST_F(MpiComm, ReduceOpOutsideTheEnumIsACommError) {
+  at::Tensor t = at::full({3}, static_cast<float>(r + 1));
+  expectCommError([&] { comm.allreduce(t, AllreduceOptions{static_cast<ReduceOp>(7)}); }, "reduce op 7");
+  EXPECT_TRUE(at::equal(t, at::full({3}, static_cast<float>(r + 1))));
+  expectCommError([&] { comm.allreduce(t, AllreduceOptions{static_cast<ReduceOp>(-1)}); }, "reduce op -1");
+  comm.allreduce(t, AllreduceOptions{ReduceOp::kMax});
+  EXPECT_TRUE(at::equal(t, at::full({3}, static_cast<float>(w))));
+}
+
+// A failed construction is a CommError naming the call, on every rank, not an abort.
+// (That the communicators made before a failure are freed is by construction: each is
+// owned by an RAII handle from the moment MPI returns it.)
+TEST_F(MpiComm, FailedConstructionIsACommError) {
+  // Errors on an invalid communicator go to WORLD's or (MPI 4) SELF's handler.
+  ASSERT_EQ(MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN), MPI_SUCCESS);
+  MPI_Comm null = MPI_COMM_NULL;
+  expectCommError([&] { MpiCommunicator broken(&null); }, "MPI_Comm_dup");
   comm.barrier();
 }
 

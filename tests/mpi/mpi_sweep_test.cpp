@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "comm/mpi_communicator.h"
 #include "comm/self_communicator.h"
 #include "finder/sweep.h"
@@ -204,6 +204,57 @@ TEST(MpiSweep, InterruptOnOneRankStopsEveryRankAtTheSameStep) {
   EXPECT_EQ(run.result.stepsCompleted(), 4);
   const auto [lo, hi] = extremes(comm, run.result.stepsCompleted());
   EXPECT_EQ(lo, hi);
+}
+
+// A frozen layer (requires_grad false) stays exactly where it was on every rank and at
+// every step, and the curve equals one process's with the global batch. Before the fix
+// the gradient averager gave the frozen weights a zero gradient, and SGD's weight decay
+// and momentum moved them on every rank but not in one process (36% apart by step 10).
+TEST(MpiSweep, FrozenParametersStayPutAndTheCurveEqualsOneProcess) {
+  MPI_Comm world = MPI_COMM_WORLD;
+  int rank = 0, size = 1;
+  MPI_Comm_rank(world, &rank);
+  MPI_Comm_size(world, &size);
+  constexpr int64_t kSamples = 512;
+  torch::manual_seed(7);  // the same data and weights on every rank
+  const auto x = torch::randn({kSamples, 8});
+  const auto y = x.narrow(1, 0, 3).argmax(1);
+  torch::nn::Sequential net(torch::nn::Linear(8, 16), torch::nn::Tanh(), torch::nn::Linear(16, 3));
+  auto frozen = net->named_parameters()["0.weight"];
+  for (auto& p : net[0]->parameters()) p.set_requires_grad(false);
+  const auto frozen_start = frozen.detach().clone();
+  torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(1e-3).momentum(0.9).weight_decay(0.1));
+  auto loss = [](const torch::Tensor& out, const torch::Tensor& t) {
+    return torch::nn::functional::cross_entropy(out, t);
+  };
+  lrfind::Options o;
+  o.min_lr = 1e-3;
+  o.max_lr = 1.0;
+  o.num_training = 40;
+  o.early_stop_threshold = std::nullopt;
+
+  // Step k uses global rows [k·32, (k+1)·32); `ranks` ranks take equal consecutive parts.
+  auto run = [&](void* comm, int part, int ranks) {
+    int64_t step = 0, moved = 0;
+    auto next = [&] {
+      if (!frozen.equal(frozen_start)) ++moved;
+      const int64_t per_rank = kGlobalBatch / ranks;
+      const int64_t start = (step++ * kGlobalBatch + part * per_rank) % kSamples;
+      return std::make_pair(x.narrow(0, start, per_rank), y.narrow(0, start, per_rank));
+    };
+    o.mpi_comm = comm;
+    const auto r = lrfind::findLr(net, opt, next, loss, o);
+    EXPECT_EQ(moved, 0) << "rank " << rank << ": the frozen weights moved during the sweep";
+    EXPECT_TRUE(frozen.equal(frozen_start)) << "rank " << rank;
+    return r;
+  };
+  const auto dist = run(&world, rank, size);
+  const auto alone = run(nullptr, 0, 1);
+  if (rank != 0) return;
+  ASSERT_EQ(dist.loss_raw.size(), alone.loss_raw.size());
+  for (std::size_t k = 0; k < alone.loss_raw.size(); ++k) {
+    EXPECT_NEAR(dist.loss_raw[k], alone.loss_raw[k], 1e-5 * std::abs(alone.loss_raw[k])) << "step " << k;
+  }
 }
 
 }  // namespace

@@ -7,7 +7,7 @@ Builds the scikit-learn digits set as HDF5 and a TorchScript MLP, runs
               --no-shuffle --threads 1 --out R.h5
 then trains a copy of the same weights on the same batches in a plain PyTorch loop and
 compares loss_raw step by step (relative difference, until divergence), and recomputes
-every suggestion from the stored curve with numpy (DESIGN.md / fastai definitions).
+every suggestion from the stored curve with numpy (docs/algorithm.md / fastai definitions).
 
 Needs Debian's python3-torch, python3-h5py, python3-sklearn. Usage:
   /usr/bin/python3 tests/reference/digits_check.py build/lrfind_dist [workdir]

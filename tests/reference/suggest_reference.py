@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Reference values for tests/unit/suggest_test.cpp, computed with numpy following
 fastai's definitions (fastai/callback/schedule.py: valley, slide, minimum, steep) and
-DESIGN.md's steepest (numpy.gradient over log10(lr)). Run it to regenerate the
+docs/algorithm.md's steepest (numpy.gradient over log10(lr)). Run it to regenerate the
 expected indices; the C++ test does not need Python."""
 import math
 import numpy as np

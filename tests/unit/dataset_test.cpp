@@ -7,7 +7,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "runtime/batches.h"
 #include "test_util.h"
 
@@ -89,7 +89,25 @@ TEST(Hdf5Dataset, RejectsBadFilesWithOneClearLine) {
          writeDataset(f, "x", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
          writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
        },
-       "must be float32 or float64"},
+       "must be float32 or float64, got int64"},
+      {"float16_x",
+       [](hid_t f) {
+         // IEEE half precision, as h5py writes numpy's float16.
+         const hid_t half = H5Tcopy(H5T_IEEE_F32LE);
+         H5Tset_fields(half, 15, 10, 5, 0, 10);
+         H5Tset_size(half, 2);
+         H5Tset_ebias(half, 15);
+         writeDataset(f, "x", half, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
+         H5Tclose(half);
+         writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
+       },
+       "must be float32 or float64, got float16;"},
+      {"uint8_y",
+       [](hid_t f) {
+         writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
+         writeDataset(f, "y", H5T_STD_U8LE, H5T_NATIVE_INT64, {4}, kY.data());
+       },
+       "int32/int64 class labels or float32/float64 targets, got uint8"},
       {"rank1_x",
        [](hid_t f) {
          writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {8}, kX.data());
@@ -193,7 +211,7 @@ TEST(Batches, RowsUsedAreExactlyWhatTheBatchesTouch) {
   plan.rank = 1;
   plan.world = 3;
   plan.seed = 11;
-  const auto rows = rowsUsed(1000, plan, 5);
+  const auto rows = rowsUsed(1000, plan, 5, "test");
   BatchIndexer indexer(1000, plan, "test");
   std::set<int64_t> touched;
   for (int b = 0; b < 5; ++b) {

@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "comm/self_communicator.h"
 
 namespace lrfind::comm {

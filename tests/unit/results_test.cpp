@@ -3,14 +3,11 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <optional>
-#include <sstream>
 
 #include <gtest/gtest.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "finder/suggest.h"
-#include "runtime/report.h"
 #include "test_util.h"
 
 namespace lrfind::runtime {
@@ -110,6 +107,27 @@ TEST(Results, RoundTripThroughHdf5) {
   EXPECT_EQ(d.numbers.at("suggested_lr"), r.suggestion().lr);
 }
 
+// The run's TOML is stored as it came, for --config to read back (and as the JSON
+// summary's config_toml).
+TEST(Results, ConfigTextIsStoredVerbatim) {
+  TempDir dir;
+  const auto out = dir.file("r.h5");
+  const auto o = options();
+  RunInfo with = info();
+  with.config = "model=\"mlp\"\nmomentum=0.9\nbetas=\"0.9,0.999\"\n";
+  {
+    ResultsWriter w(out, with);
+    drive(w, o, 2);
+  }
+  EXPECT_EQ(readResults(partialPath(out)).strings.at("config"), with.config);
+  const auto bare = dir.file("bare.h5");
+  {
+    ResultsWriter w(bare, info());
+    drive(w, o, 2);
+  }
+  EXPECT_EQ(readResults(partialPath(bare)).strings.count("config"), 0u) << "no config from library callers";
+}
+
 TEST(Results, PartialFileIsReadableMidSweep) {
   TempDir dir;
   const auto out = dir.file("r.h5");
@@ -159,74 +177,6 @@ TEST(Results, OutputPathChecks) {
   EXPECT_NE(message(dir.file("missing/dir/r.h5"), false).find("does not exist"), std::string::npos);
   EXPECT_NE(message(dir.path().string(), false).find("is a directory"), std::string::npos);
   EXPECT_EQ(message(dir.file("new.h5"), false), "");
-}
-
-// A range-test-like curve over 30 steps: flat, then falling; `last_loss` replaces the
-// final point when given.
-finder::SweepResult curve(const finder::SweepOptions& o, std::optional<double> last_loss = std::nullopt) {
-  finder::SweepResult r;
-  for (int k = 0; k < 30; ++k) {
-    r.lr.push_back(o.min_lr * std::pow(1e4, k / 29.0));
-    r.loss.push_back(k == 29 && last_loss ? *last_loss : 2.0 - std::tanh((k - 15) / 4.0));
-    r.loss_raw.push_back(r.loss.back());
-  }
-  r.stop_reason = finder::StopReason::kCompleted;
-  r.suggestions = finder::suggestAll({r.lr, r.loss, o.mode, o.skip_begin, o.skip_end});
-  return r;
-}
-
-TEST(Report, JsonAndSvgCarryTheSuggestion) {
-  const auto o = options();
-  const auto r = curve(o);
-  const auto& s = r.suggestion();
-  ASSERT_TRUE(s.found);
-  const std::string json = renderJson(r, o, info(), "r.h5");
-  EXPECT_NE(json.find("\"suggested_lr\": " + std::to_string(s.lr).substr(0, 4)), std::string::npos) << json;
-  EXPECT_NE(json.find("\"valley\""), std::string::npos);
-  const std::string svg = renderSvg(r, o, info());
-  EXPECT_NE(svg.find("<svg"), std::string::npos);
-  EXPECT_NE(svg.find("suggested lr " + formatLr(s.lr)), std::string::npos);
-  EXPECT_NE(svg.find("learning rate (log scale)"), std::string::npos);
-  EXPECT_NE(svg.find(">1e-3<"), std::string::npos) << "decade ticks";
-  const std::string summary = renderSummary(r, o);
-  EXPECT_NE(summary.find("suggested lr: " + formatLr(s.lr)), std::string::npos) << summary;
-}
-
-// Every method on the plot, in the legend, the chosen one named as such.
-TEST(Report, SvgMarksEveryMethodWithALegend) {
-  const auto o = options();
-  const auto r = curve(o, 1.0);
-  const std::string svg = renderSvg(r, o, info());
-  for (const auto& s : r.suggestions) {
-    const std::string entry = std::string(finder::toString(s.method)) + ": " + (s.found ? formatLr(s.lr) : "none");
-    EXPECT_NE(svg.find(entry), std::string::npos) << entry << "\n" << svg;
-  }
-  EXPECT_NE(svg.find(std::string(finder::toString(r.method)) + ": " + formatLr(r.suggestion().lr) + " (chosen)"),
-            std::string::npos);
-}
-
-// The text plot for batch logs: `height` rows, the suggestion's column marked, and
-// points outside the range (the last one, left out of it) clamped to an edge.
-TEST(Report, TextPlotKeepsEveryPointInsideTheFrame) {
-  const auto o = options();
-  for (const double last : {-50.0, 1.0, 50.0}) {
-    const auto r = curve(o, last);
-    const std::string plot = renderTextPlot(r, o, 40, 8);
-    std::vector<std::string> lines;
-    std::istringstream in(plot);
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-    ASSERT_EQ(lines.size(), 1u + 8u + 2u + 1u) << plot;  // title, rows, axis, labels, marker
-    for (int row = 1; row <= 8; ++row) EXPECT_EQ(lines[row].size(), 14u + 40u) << plot;  // label, ' |', columns
-    EXPECT_NE(lines.back().find("^ " + formatLr(r.suggestion().lr)), std::string::npos) << plot;
-    if (last < 0) {
-      EXPECT_NE(lines[8].find('v'), std::string::npos) << plot;
-    }
-    if (last > 10) {
-      EXPECT_NE(lines[1].find('^'), std::string::npos) << plot;
-    }
-  }
-  finder::SweepResult empty;
-  EXPECT_NE(renderTextPlot(empty, o).find("no finite loss"), std::string::npos);
 }
 
 }  // namespace

@@ -1,10 +1,13 @@
 #include "finder/schedule.h"
 
 #include <cmath>
+#include <functional>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 
 namespace lrfind::finder {
 namespace {
@@ -45,26 +48,38 @@ TEST(Schedule, StepOutsideTheScheduleThrows) {
   EXPECT_THROW(scheduledLr(0, 1, 1e-5, 1.0, Mode::kLinear), Error);
 }
 
-TEST(SweepOptions, ValidateNamesTheFlag) {
-  auto message = [](auto mutate) {
+// The library names its own fields; a caller's namer (the CLI's flags) replaces them.
+TEST(SweepOptions, ValidateNamesTheFieldOrTheCallersName) {
+  auto message = [](auto mutate, OptionNamer name) {
     SweepOptions o;
     mutate(o);
     try {
-      validate(o);
+      validate(o, name);
     } catch (const InputError& e) {
       return std::string(e.what());
     }
     return std::string("no error");
   };
-  EXPECT_NE(message([](SweepOptions& o) { o.min_lr = 0; }).find("--min-lr"), std::string::npos);
-  EXPECT_NE(message([](SweepOptions& o) { o.max_lr = o.min_lr; }).find("--max-lr"), std::string::npos);
-  EXPECT_NE(message([](SweepOptions& o) { o.num_training = 1; }).find("--num-training"), std::string::npos);
-  EXPECT_NE(message([](SweepOptions& o) { o.beta = 1.0; }).find("--beta"), std::string::npos);
-  EXPECT_NE(message([](SweepOptions& o) { o.beta = -0.1; }).find("--beta"), std::string::npos);
-  EXPECT_NE(message([](SweepOptions& o) { o.accumulate = 0; }).find("--accumulate"), std::string::npos);
-  EXPECT_NE(message([](SweepOptions& o) { o.early_stop_threshold = -1.0; }).find("--early-stop-threshold"),
-            std::string::npos);
-  EXPECT_EQ(message([](SweepOptions& o) { o.early_stop_threshold.reset(); }), "no error");
+  OptionNamer flag = [](const char* field) { return std::string("--") + field; };
+  const std::vector<std::pair<std::function<void(SweepOptions&)>, std::string>> cases = {
+      {[](SweepOptions& o) { o.min_lr = 0; }, "min_lr"},
+      {[](SweepOptions& o) { o.max_lr = o.min_lr; }, "max_lr"},
+      {[](SweepOptions& o) { o.num_training = 1; }, "num_training"},
+      {[](SweepOptions& o) { o.beta = 1.0; }, "beta"},
+      {[](SweepOptions& o) { o.beta = -0.1; }, "beta"},
+      {[](SweepOptions& o) { o.accumulate = 0; }, "accumulate"},
+      {[](SweepOptions& o) { o.early_stop_threshold = -1.0; }, "early_stop_threshold"},
+      {[](SweepOptions& o) { o.skip_end = -1; }, "skip_end"},
+  };
+  for (const auto& [mutate, field] : cases) {
+    const std::string plain = message(mutate, fieldName);
+    EXPECT_EQ(plain.rfind(field + " must be", 0), 0u) << plain;
+    EXPECT_EQ(plain.find("--"), std::string::npos) << plain;
+    EXPECT_EQ(message(mutate, flag).rfind("--" + field + " must be", 0), 0u) << message(mutate, flag);
+  }
+  EXPECT_EQ(message([](SweepOptions& o) { o.max_lr = o.min_lr; }, flag),
+            "--max_lr must be greater than --min_lr (1e-08), got 1e-08");
+  EXPECT_EQ(message([](SweepOptions& o) { o.early_stop_threshold.reset(); }, fieldName), "no error");
 }
 
 TEST(SweepOptions, NamesRoundTrip) {

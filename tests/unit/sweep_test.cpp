@@ -1,149 +1,63 @@
+// The sweep loop of finder/, on test-local data, loss and optimizers (sweep_fixture.h):
+// this binary links lrfind_finder alone. Tests of runtime's pieces in a sweep (its
+// optimizer factory, TorchScript models) and tests whose numbers hold for runtime's
+// synthetic set are in runtime_sweep_test.cpp.
 #include "finder/sweep.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
-#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/nn.h>
 #include <torch/optim.h>
-#include <torch/script.h>
 
-#include "comm/errors.h"
+#include "common/error.h"
 #include "finder/schedule.h"
 #include "finder/state_guard.h"
-#include "runtime/batches.h"
-#include "runtime/dataset.h"
-#include "runtime/factories.h"
-#include "runtime/models.h"
+#include "unit/sweep_fixture.h"
 
 namespace lrfind {
 namespace {
 
 using finder::StopReason;
+using testing::Snapshot;
+using testing::SweepTask;
+using testing::warmUp;
 
-struct Task {
-  runtime::Dataset data = runtime::makeSynthetic(0);
-  torch::nn::Sequential net{nullptr};
-  std::unique_ptr<finder::Model> model;
-  finder::LossFn loss = runtime::makeLoss("cross_entropy");
-
-  explicit Task(bool batch_norm = true) {
-    torch::manual_seed(0);
-    // BatchNorm gives the model buffers, which the guard must restore too.
-    net = batch_norm ? torch::nn::Sequential(torch::nn::Linear(32, 64), torch::nn::BatchNorm1d(64),
-                                             torch::nn::ReLU(), torch::nn::Linear(64, 10))
-                     : torch::nn::Sequential(torch::nn::Linear(32, 64), torch::nn::ReLU(),
-                                             torch::nn::Linear(64, 10));
-    model = finder::makeModel(net);
-  }
-  runtime::ShardedBatches batches(int64_t batch_size = 32, bool shuffle = true) const {
-    runtime::BatchPlan plan;
-    plan.batch_size = batch_size;
-    plan.shuffle = shuffle;
-    return runtime::ShardedBatches(data, plan, c10::Device(c10::DeviceType::CPU));
-  }
-};
-
-// Everything the guard promises to restore, deep-copied.
-struct Snapshot {
-  std::vector<at::Tensor> params, grads, buffers, opt_state;
-  std::vector<double> lrs;
-  std::size_t state_entries = 0;
-  bool training = false;
-
-  Snapshot(finder::Model& m, torch::optim::Optimizer& opt) {
-    for (auto& p : m.parameters()) {
-      params.push_back(p.detach().clone());
-      grads.push_back(p.grad().defined() ? p.grad().clone() : at::Tensor());
-    }
-    for (auto& b : m.buffers()) buffers.push_back(b.detach().clone());
-    opt_state = optimizerTensors(m, opt);
-    state_entries = opt.state().size();
-    for (auto& g : opt.param_groups()) lrs.push_back(g.options().get_lr());
-    training = m.isTraining();
-  }
-
-  static std::vector<at::Tensor> optimizerTensors(finder::Model& m, torch::optim::Optimizer& opt) {
-    std::vector<at::Tensor> out;
-    for (auto& p : m.parameters()) {
-      auto it = opt.state().find(finder::optimizerStateKey(opt.state(), p));
-      if (it == opt.state().end()) continue;
-      if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
-        out.push_back(sgd->momentum_buffer().clone());
-      } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
-        out.push_back(adam->exp_avg().clone());
-        out.push_back(adam->exp_avg_sq().clone());
-        out.push_back(at::tensor(static_cast<double>(adam->step())));
-      } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
-        out.push_back(adamw->exp_avg().clone());
-        out.push_back(adamw->exp_avg_sq().clone());
-        out.push_back(at::tensor(static_cast<double>(adamw->step())));
-      } else if (auto* rms = dynamic_cast<torch::optim::RMSpropParamState*>(it->second.get())) {
-        out.push_back(rms->square_avg().clone());
-        out.push_back(rms->momentum_buffer().clone());
-        out.push_back(at::tensor(static_cast<double>(rms->step())));
-      } else if (auto* ada = dynamic_cast<torch::optim::AdagradParamState*>(it->second.get())) {
-        out.push_back(ada->sum().clone());
-        out.push_back(at::tensor(static_cast<double>(ada->step())));
-      } else {
-        ADD_FAILURE() << "unknown optimizer state type in the test snapshot";
-      }
-    }
-    return out;
-  }
-
-  void expectEqual(finder::Model& m, torch::optim::Optimizer& opt) const {
-    Snapshot now(m, opt);
-    auto same = [](const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b, const char* what) {
-      ASSERT_EQ(a.size(), b.size()) << what;
-      for (std::size_t i = 0; i < a.size(); ++i) {
-        ASSERT_EQ(a[i].defined(), b[i].defined()) << what << " " << i;
-        if (a[i].defined()) {
-          EXPECT_TRUE(torch::equal(a[i], b[i])) << what << " " << i << " differs";
-        }
-      }
-    };
-    same(params, now.params, "parameter");
-    same(grads, now.grads, "gradient");
-    same(buffers, now.buffers, "buffer");
-    same(opt_state, now.opt_state, "optimizer state");
-    EXPECT_EQ(state_entries, now.state_entries);
-    EXPECT_EQ(lrs, now.lrs);
-    EXPECT_EQ(training, now.training);
-  }
-};
-
-void warmUp(Task& t, torch::optim::Optimizer& opt, int steps) {
-  auto batches = t.batches();
-  for (int i = 0; i < steps; ++i) {
-    opt.zero_grad();
-    auto b = batches.next();
-    t.loss(t.model->forward(b.input), b.target).backward();
-    opt.step();
-  }
-}
-
-TEST(Sweep, LossFallsThenDiverges) {
-  Task t;
+TEST(Sweep, StopsAtTheFirstStepWhoseLossDiverges) {
+  // The stop rule checked step by step against the recorded losses: no step before the
+  // last exceeds threshold x the best loss before it, the last does. (LossFallsThenDiverges,
+  // in runtime_sweep_test.cpp, asks how far the loss falls on runtime's synthetic set.)
+  SweepTask t;
   torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(1e-4));
   auto batches = t.batches();
   finder::SweepOptions o;
   o.min_lr = 1e-4;
   o.max_lr = 1e3;
   const auto r = finder::runSweep(*t.model, opt, batches, t.loss, o);
-  EXPECT_EQ(r.stop_reason, StopReason::kDiverged);
-  EXPECT_LT(r.stepsCompleted(), o.num_training);
-  const double best = *std::min_element(r.loss.begin(), r.loss.end());
-  EXPECT_LT(best, 0.5 * r.loss.front()) << "the loss should fall well below its start";
-  EXPECT_GT(r.loss.back(), 4.0 * best) << "and then diverge";
+  ASSERT_EQ(r.stop_reason, StopReason::kDiverged);
+  ASSERT_LT(r.stepsCompleted(), o.num_training);
+  ASSERT_GE(r.stepsCompleted(), 2);
+  ASSERT_EQ(r.loss.size(), static_cast<std::size_t>(r.stepsCompleted()));
+  const double threshold = *o.early_stop_threshold;
+  double best = r.loss.front();
+  for (std::size_t k = 1; k + 1 < r.loss.size(); ++k) {
+    EXPECT_LE(r.loss[k], threshold * best) << "step " << k << " diverged but the sweep went on";
+    best = std::min(best, r.loss[k]);
+  }
+  EXPECT_LT(best, r.loss.front()) << "the loss should fall first";
+  EXPECT_GT(r.loss.back(), threshold * best) << "the last step should be the one that diverged";
   ASSERT_TRUE(r.suggestion().found);
   EXPECT_GT(r.suggestion().lr, o.min_lr);
   EXPECT_LT(r.suggestion().lr, r.lr.back());
 }
 
 TEST(Sweep, RestoresSgdMomentumStateBitForBit) {
-  Task t;
+  SweepTask t;
   torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
   warmUp(t, opt, 3);
   t.model->setTraining(false);
@@ -157,7 +71,7 @@ TEST(Sweep, RestoresSgdMomentumStateBitForBit) {
 }
 
 TEST(Sweep, RestoresAdamStateBitForBit) {
-  Task t;
+  SweepTask t;
   torch::optim::Adam opt(t.model->parameters(), torch::optim::AdamOptions(1e-3));
   warmUp(t, opt, 2);
   const Snapshot before(*t.model, opt);
@@ -166,14 +80,12 @@ TEST(Sweep, RestoresAdamStateBitForBit) {
   before.expectEqual(*t.model, opt);
 }
 
-TEST(Sweep, RestoresEveryBuiltInOptimizer) {
-  for (const auto& name : runtime::optimizerNames()) {
-    Task t;
-    runtime::OptimizerConfig cfg;
-    cfg.name = name;
-    cfg.lr = 1e-3;
-    if (name == "sgd" || name == "rmsprop") cfg.momentum = 0.9;
-    auto opt = runtime::makeOptimizer(t.model->parameters(), cfg);
+TEST(Sweep, RestoresEveryLibTorchOptimizer) {
+  // The guard's by-type deep copy, for each LibTorch optimizer it knows, built directly.
+  for (const auto& name : testing::libTorchOptimizerNames()) {
+    SweepTask t;
+    auto opt = testing::makeLibTorchOptimizer(name, t.model->parameters(), 1e-3);
+    ASSERT_NE(opt, nullptr) << name;
     warmUp(t, *opt, 2);
     const Snapshot before(*t.model, *opt);
     ASSERT_FALSE(before.opt_state.empty()) << name;
@@ -231,7 +143,7 @@ class CountingSgd : public torch::optim::Optimizer {
 };
 
 TEST(Sweep, RestoresUserOptimizersThroughTheirSerialization) {
-  Task t;
+  SweepTask t;
   CountingSgd opt(t.model->parameters(), 0.01);
   warmUp(t, opt, 3);
   std::vector<at::Tensor> params, counts;
@@ -261,7 +173,7 @@ TEST(Sweep, RestoresUserOptimizersThroughTheirSerialization) {
 
 TEST(Sweep, WithoutRestoreTheSnapshotSeesTheChange) {
   // Proves the snapshot comparison used above can fail.
-  Task t;
+  SweepTask t;
   torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
   warmUp(t, opt, 1);
   const Snapshot before(*t.model, opt);
@@ -278,7 +190,7 @@ TEST(Sweep, WithoutRestoreTheSnapshotSeesTheChange) {
 }
 
 TEST(Sweep, FreshOptimizerHasNoStateAfterwards) {
-  Task t;
+  SweepTask t;
   torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
   const Snapshot before(*t.model, opt);
   auto batches = t.batches();
@@ -288,7 +200,7 @@ TEST(Sweep, FreshOptimizerHasNoStateAfterwards) {
 }
 
 TEST(Sweep, RestoresStateWhenItThrowsMidway) {
-  Task t;
+  SweepTask t;
   torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
   warmUp(t, opt, 2);
   const Snapshot before(*t.model, opt);
@@ -308,8 +220,8 @@ TEST(Sweep, RestoresStateWhenItThrowsMidway) {
 
 TEST(Sweep, RecordsTheLossOfEachBatchBeforeItsUpdate) {
   // An independent plain LibTorch loop on a copy of the same weights and batches.
-  Task t;
-  Task copy;  // same seed: same initial weights
+  SweepTask t;
+  SweepTask copy;  // same seed: same initial weights
   torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(1e-5));
   torch::optim::SGD ref_opt(copy.model->parameters(), torch::optim::SGDOptions(1e-5));
   finder::SweepOptions o;
@@ -345,7 +257,7 @@ TEST(Sweep, AccumulationMatchesOneLargeBatch) {
   o.max_lr = 0.5;
   o.num_training = 30;
   auto run = [&](int64_t batch, int64_t accumulate) {
-    Task t(/*batch_norm=*/false);
+    SweepTask t(/*batch_norm=*/false);
     torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(1e-4));
     auto batches = t.batches(batch, /*shuffle=*/false);
     auto opts = o;
@@ -362,7 +274,7 @@ TEST(Sweep, AccumulationMatchesOneLargeBatch) {
 }
 
 TEST(Sweep, NonFiniteLossStopsAtOnce) {
-  Task t;
+  SweepTask t;
   torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(1e-5));
   auto batches = t.batches();
   int64_t calls = 0;
@@ -390,7 +302,7 @@ class Recorder : public finder::SweepObserver {
 };
 
 TEST(Sweep, ObserverSeesEveryStepInOrderAndOneEnd) {
-  Task t;
+  SweepTask t;
   torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(1e-5));
   auto batches = t.batches();
   Recorder rec;
@@ -404,34 +316,6 @@ TEST(Sweep, ObserverSeesEveryStepInOrderAndOneEnd) {
   EXPECT_EQ(rec.reason_, StopReason::kCompleted);
   ASSERT_EQ(rec.steps_.size(), 12u);
   for (int64_t k = 0; k < 12; ++k) EXPECT_EQ(rec.steps_[k], k);
-}
-
-TEST(Sweep, TrainsATorchScriptModel) {
-  torch::manual_seed(1);
-  torch::jit::Module m("Net");
-  m.register_parameter("w1", (torch::randn({32, 16}) * 0.2).set_requires_grad(true), false);
-  m.register_parameter("b1", torch::zeros({16}).set_requires_grad(true), false);
-  m.register_parameter("w2", (torch::randn({16, 10}) * 0.2).set_requires_grad(true), false);
-  m.define(R"(
-def forward(self, x):
-    h = torch.relu(torch.matmul(x, self.w1) + self.b1)
-    return torch.matmul(h, self.w2)
-)");
-  auto model = runtime::wrapScriptModule(m);
-  ASSERT_EQ(model->parameters().size(), 3u);
-  const auto data = runtime::makeSynthetic(3);
-  runtime::BatchPlan plan;
-  runtime::ShardedBatches batches(data, plan, c10::Device(c10::DeviceType::CPU));
-  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(1e-4));
-  const Snapshot before(*model, opt);
-  finder::SweepOptions o;
-  o.min_lr = 1e-4;
-  o.max_lr = 1e3;
-  const auto r = finder::runSweep(*model, opt, batches, runtime::makeLoss("cross_entropy"), o);
-  const double best = *std::min_element(r.loss.begin(), r.loss.end());
-  EXPECT_LT(best, 0.6 * r.loss.front()) << "the TorchScript model must actually train";
-  EXPECT_EQ(r.stop_reason, StopReason::kDiverged);
-  before.expectEqual(*model, opt);
 }
 
 }  // namespace

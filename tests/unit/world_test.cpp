@@ -5,8 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "comm/errors.h"
-#include "comm/self_communicator.h"
+#include "common/error.h"
 
 namespace lrfind::runtime {
 namespace {
@@ -62,20 +61,6 @@ TEST(World, WithoutALauncherAutoIsSelf) {
   EXPECT_EQ(world.size(), 1);
   EXPECT_GE(world.defaultThreads(), 1);
   EXPECT_THROW(World("gloo"), InputError);
-}
-
-TEST(AgreeOnSuccess, WorldOfOneRethrowsWithItsType) {
-  comm::SelfCommunicator self;
-  EXPECT_NO_THROW(agreeOnSuccess(self, [] {}));
-  EXPECT_THROW(agreeOnSuccess(self, [] { throw InputError("bad flag"); }), InputError);
-  try {
-    agreeOnSuccess(self, [] { throw std::runtime_error("disk"); });
-    FAIL();
-  } catch (const InputError&) {
-    FAIL() << "a runtime failure is not an input error";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "disk");
-  }
 }
 
 }  // namespace

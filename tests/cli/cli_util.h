@@ -20,7 +20,7 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
-#include "test_util.h"
+#include "unit/test_util.h"
 
 extern char** environ;
 

@@ -132,7 +132,7 @@ std::vector<BadCase> makeBadInputs(const TempDir& dir) {
       {"--model m.pt --data nan.h5", "NaN or Inf"},
       {"--model m.pt --data inf.h5", "NaN or Inf"},
       {"--model m.pt --data negative.h5", "negative label"},
-      {"--data d.h5 --batch-size 101", "fewer than one global batch"},
+      {"--data d.h5 --batch-size 101", "--data d.h5 holds 100 samples, fewer than one global batch"},
   };
   if (!torch::cuda::is_available()) cases.push_back({"--device cuda", "--device cuda: no usable CUDA GPU"});
   return cases;

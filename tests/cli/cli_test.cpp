@@ -16,6 +16,8 @@
 #include <torch/torch.h>
 
 #include "cli_util.h"
+#include "finder/options.h"
+#include "runtime/factories.h"
 #include "runtime/results.h"
 
 namespace lrfind {
@@ -162,6 +164,69 @@ TEST(Cli, CommandLineWinsOverTheConfigFile) {
   const auto missing = runCli(dir, "--config nope.toml --out nope.h5");
   EXPECT_EQ(missing.code, 2);
   EXPECT_NE(missing.err.find("nope.toml"), std::string::npos) << missing.err;
+}
+
+// A typo in a config file is an error that names the file and the key, never a line
+// that is silently ignored.
+TEST(Cli, UnknownConfigKeysAndTablesAreErrors) {
+  TempDir dir;
+  struct Case {
+    const char* toml;
+    const char* expected;
+  };
+  for (const auto& c : {
+           Case{"max_lr = 10\n", "--config c.toml: unknown key \"max_lr\" (did you mean \"max-lr\"?)"},
+           Case{"max-lrr = 10\n", "--config c.toml: unknown key \"max-lrr\" (did you mean \"max-lr\"?)"},
+           Case{"num-training = 30\n[sweep]\nmax-lr = 10\n", "--config c.toml: unknown table [sweep]"},
+           Case{"sweep.max-lr = 10\n", "--config c.toml: unknown key \"sweep.max-lr\" (did you mean \"max-lr\"?)"},
+           Case{"colour = 1\n", "--config c.toml: unknown key \"colour\" (keys are the flags without"},
+           Case{"write-config = true\n", "--config c.toml: \"write-config\" cannot be set in a config file"},
+       }) {
+    std::ofstream(dir.file("c.toml")) << c.toml;
+    const auto r = runCli(dir, "--config c.toml");
+    EXPECT_EQ(r.code, 2) << c.toml;
+    EXPECT_EQ(lines(r.err), 1) << r.err;
+    EXPECT_EQ(r.err.rfind("lrfind_dist: error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(c.expected), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("lrfind.h5"))) << c.toml;
+  }
+}
+
+TEST(Cli, UnknownFlagSuggestsTheClosest) {
+  TempDir dir;
+  const auto reordered = runCli(dir, "--lr-max 1");
+  EXPECT_EQ(reordered.code, 2);
+  EXPECT_EQ(reordered.err, "lrfind_dist: error: unknown flag --lr-max; did you mean --max-lr? (see --help)\n");
+  const auto typo = runCli(dir, "--bach-size=8");
+  EXPECT_EQ(typo.code, 2);
+  EXPECT_EQ(typo.err, "lrfind_dist: error: unknown flag --bach-size; did you mean --batch-size? (see --help)\n");
+  const auto distant = runCli(dir, "--no-such-flag");
+  EXPECT_EQ(distant.code, 2);
+  EXPECT_EQ(distant.err, "lrfind_dist: error: unknown flag --no-such-flag (see --help)\n");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("lrfind.h5")));
+}
+
+// The names in --help come from the lists the runtime and the finder accept.
+TEST(Cli, HelpListsTheNamesTheLibraryKnows) {
+  TempDir dir;
+  const auto help = runCli(dir, "--help");
+  ASSERT_EQ(help.code, 0);
+  const auto line = [&](const std::string& flag) {
+    const auto at = help.out.find("  " + flag + " ");
+    return at == std::string::npos ? std::string() : help.out.substr(at, help.out.find('\n', at) - at);
+  };
+  for (const auto& name : runtime::optimizerNames()) {
+    EXPECT_NE(line("--optimizer").find(name), std::string::npos) << name;
+  }
+  for (const auto& name : runtime::lossNames()) {
+    EXPECT_NE(line("--loss").find(name), std::string::npos) << name;
+  }
+  for (auto m : finder::allSuggestMethods()) {
+    EXPECT_NE(line("--suggest").find(finder::toString(m)), std::string::npos) << finder::toString(m);
+  }
+  for (auto m : {finder::Mode::kExponential, finder::Mode::kLinear}) {
+    EXPECT_NE(line("--mode").find(finder::toString(m)), std::string::npos) << finder::toString(m);
+  }
 }
 
 TEST(Cli, TooFewPointsWarnsAndStillSucceeds) {

@@ -1,0 +1,27 @@
+#pragma once
+// What the results file and the reports record about a run beyond the sweep options:
+// the facts resolved at run time (the model's name, the device, the world) and the
+// configuration as given. Plain data, no HDF5, no LibTorch.
+
+#include <cstdint>
+#include <string>
+
+namespace lrfind::runtime {
+
+struct RunInfo {
+  std::string model;
+  std::string data;
+  std::string optimizer;
+  std::string loss_fn;
+  std::string device;
+  int64_t batch_size = 0;         // per rank
+  int64_t global_batch_size = 0;  // batch_size * world * accumulate
+  int64_t seed = 0;
+  int world_size = 1;
+  // The run's full configuration as TOML (lrfind_dist --config reads it back); stored
+  // as the "config" attribute and in the JSON summary when not empty. Library callers
+  // leave it empty.
+  std::string config;
+};
+
+}  // namespace lrfind::runtime
