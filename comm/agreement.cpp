@@ -31,6 +31,8 @@ void agreeOnSuccess(Communicator& comm, const std::function<void()>& body) {
   std::string message;
   try {
     body();
+  } catch (const CommTimeout&) {
+    throw;  // the communicator is unusable: nothing more can be agreed on
   } catch (const std::exception& e) {
     kind = failureKind(e);
     message = e.what();
@@ -40,16 +42,27 @@ void agreeOnSuccess(Communicator& comm, const std::function<void()>& body) {
     if (kind == FailureKind::kError) throw Error(message);
     return;
   }
-  // The lowest failing rank and its kind: rank·4 + kind, minimized (size·4 when none).
-  const auto mine = kind != FailureKind::kNone ? static_cast<int64_t>(comm.rank()) * 4 + static_cast<int64_t>(kind)
-                                               : static_cast<int64_t>(comm.size()) * 4;
-  at::Tensor lowest = at::full({1}, mine, at::kLong);
-  comm.allreduce(lowest, AllreduceOptions{ReduceOp::kMin});
-  const int64_t value = lowest.item<int64_t>();
-  const auto failing = static_cast<int>(value / 4);
-  if (failing == comm.size()) return;
+  // Every rank's kind reaches rank 0 through a gather (per-rank receives: a rank that
+  // never arrives is named by the stall warning and the timeout), which picks the lowest
+  // failing rank and broadcasts it with its kind.
+  at::Tensor mine = at::full({1}, static_cast<int64_t>(kind), at::kLong);
+  at::Tensor all = comm.rank() == 0 ? at::zeros({comm.size()}, at::kLong) : at::Tensor();
+  comm.gather(mine, all);
+  at::Tensor verdict = at::full({2}, int64_t{-1}, at::kLong);  // {failing rank, its kind}
+  if (comm.rank() == 0) {
+    const auto* kinds = all.data_ptr<int64_t>();
+    for (int r = 0; r < comm.size(); ++r) {
+      if (kinds[r] == static_cast<int64_t>(FailureKind::kNone)) continue;
+      verdict[0] = r;
+      verdict[1] = kinds[r];
+      break;
+    }
+  }
+  comm.broadcast(verdict);
+  const auto failing = static_cast<int>(verdict[0].item<int64_t>());
+  if (failing < 0) return;
   const std::string text = broadcastText(comm, failing, comm.rank() == failing ? message : std::string());
-  throwAgreed(static_cast<FailureKind>(value % 4), concat("rank ", failing, ": ", text));
+  throwAgreed(static_cast<FailureKind>(verdict[1].item<int64_t>()), concat("rank ", failing, ": ", text));
 }
 
 }  // namespace lrfind::comm

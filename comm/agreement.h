@@ -5,8 +5,9 @@
 // (a FailureKind slot in the step's gather, then broadcastText from the failing rank),
 // and the exception type that marks an agreed failure.
 //
-// Contract: every function here is a collective over `comm` (none when it has one
-// rank); all ranks call it at the same point, in the same order.
+// Contract: every function here that takes a Communicator is a collective over it (no
+// communication when it has one rank); all ranks call it at the same point, in the same
+// order.
 
 #include <cstdint>
 #include <exception>
@@ -56,8 +57,9 @@ std::string broadcastText(Communicator& comm, int root, const std::string& text)
 // Runs `body` on every rank and makes the ranks agree on its outcome: if it threw on
 // any rank, every rank throws the same exception type (Agreed<InputError> or
 // Agreed<Error>) with the message of the lowest failing rank, prefixed with "rank R: "
-// when the world has more than one rank. Costs two small collectives; use it around
-// setup, before the sweep.
+// when the world has more than one rank. Costs two small collectives (a gather to rank
+// 0, so that a rank that never arrives is named, and a broadcast), three on failure;
+// use it around setup, before the sweep. A CommTimeout passes through unchanged.
 void agreeOnSuccess(Communicator& comm, const std::function<void()>& body);
 
 }  // namespace lrfind::comm

@@ -2,9 +2,9 @@
 // The only way the sweep talks to other ranks.
 //
 // Contract, for every backend:
-// - Collectives are blocking and must be called by every rank of the world, in the
-//   same order, with tensors of the same dtype and shape (the size of a gather's
-//   output excepted, see below). A rank that failed locally still makes the call and
+// - Collectives must be called by every rank of the world, in the same order, with
+//   tensors of the same dtype and shape (the size of a gather's output excepted, see
+//   below). A rank that failed locally still makes the call and
 //   reports its failure in the data it sends; no rank leaves the sequence alone.
 // - Ordering: host backends (self, MPI) finish a call before it returns. Device
 //   backends (NCCL) enqueue it on the device's current stream, so later work on that
@@ -13,9 +13,16 @@
 //   (self: any; MPI: CPU; NCCL: CUDA).
 // - One thread per communicator at a time; a communicator is not thread-safe.
 // - The caller owns all tensors; a call never keeps a reference after it returns.
+// - Bounded: a backend that talks to other processes finishes every call with
+//   boundedWait (comm/wait.h) under waitPolicy(), so a rank that never arrives becomes a
+//   CommTimeout naming it, never a hang. After a CommTimeout the communicator is
+//   unusable.
 
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "comm/wait.h"
 
 namespace at {
 class Tensor;
@@ -59,6 +66,28 @@ class Communicator {
   // Returns once every collective issued so far has completed (a no-op on host
   // backends). Throws CommError rather than wait past the backend's timeout.
   virtual void synchronize() {}
+
+  // What the caller is doing now ("step 412"): the prefix of stall warnings and timeout
+  // messages. Local, no communication.
+  void setLabel(std::string label) { label_ = std::move(label); }
+  const std::string& label() const { return label_; }
+  // One "host, pid N" entry per rank (an exchange the caller did), so that messages name
+  // where a rank runs. Local.
+  void setPeerNames(std::vector<std::string> names) { peer_names_ = std::move(names); }
+  const std::vector<std::string>& peerNames() const { return peer_names_; }
+  // The deadline and stall warning of every wait. Local; set it before the collectives
+  // it should govern.
+  void setWaitPolicy(WaitPolicy policy) { wait_policy_ = std::move(policy); }
+  const WaitPolicy& waitPolicy() const { return wait_policy_; }
+
+ protected:
+  // "rank R (host, pid N)" for messages.
+  std::string describeRank(int rank) const { return describeRanks({rank}, peer_names_); }
+
+ private:
+  std::string label_;
+  std::vector<std::string> peer_names_;
+  WaitPolicy wait_policy_;
 };
 
 }  // namespace lrfind::comm

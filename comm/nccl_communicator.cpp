@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <thread>
 #include <utility>
 
@@ -21,7 +22,6 @@
 namespace lrfind::comm {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 // Throws CommError("<call> failed on rank R: <CUDA's error string>").
 #define LRFIND_CUDA_CHECK(call, rank)                                                              \
@@ -64,9 +64,8 @@ ncclRedOp_t ncclOp(ReduceOp op) {
 // Destroyed on scope exit unless abort() already tore it down.
 class NcclComm {
  public:
-  NcclComm(const ncclUniqueId& id, int rank, int size, std::chrono::milliseconds timeout,
-           std::string timeout_option)
-      : rank_(rank), timeout_(timeout), timeout_option_(std::move(timeout_option)) {
+  NcclComm(const ncclUniqueId& id, int rank, int size, const Communicator& owner)
+      : rank_(rank), owner_(owner) {
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     check(ncclCommInitRankConfig(&comm_, size, id, rank, &config), "ncclCommInitRankConfig");
@@ -120,12 +119,21 @@ class NcclComm {
     fail(concat(call, " failed on rank ", rank_, ": ", ncclGetErrorString(rc), lastError()));
   }
 
-  // Polls the communicator's state until it leaves ncclInProgress, at most timeout_.
+  // Polls the communicator's state until it leaves ncclInProgress, within the owner's
+  // wait policy.
   void waitReady(const std::string& what) {
-    const auto deadline = Clock::now() + timeout_;
-    for (int polls = 0; asyncState(what) == ncclInProgress; ++polls) {
-      if (Clock::now() > deadline) timedOut(what);
-      pause(polls);
+    wait([&] { return asyncState(what) != ncclInProgress; }, what);
+  }
+
+  // boundedWait on `done`; a timeout aborts the communicator first (its work may still be
+  // queued on the device) and says so.
+  void wait(const std::function<bool()>& done, const std::string& what) {
+    try {
+      boundedWait(done, owner_.waitPolicy(), owner_.label(), [&] { return concat("the other ranks (", what, ")"); });
+    } catch (const CommTimeout& e) {
+      abort();
+      throw CommTimeout(concat(e.what(), " on rank ", rank_, "; the NCCL communicator was aborted. Another rank "
+                               "may have died or stalled (rerun with NCCL_DEBUG=INFO)"));
     }
   }
 
@@ -138,20 +146,6 @@ class NcclComm {
       fail(concat(what, " on rank ", rank_, ": NCCL error ", ncclGetErrorString(state), lastError()));
     }
     return state;
-  }
-
-  [[noreturn]] void timedOut(const std::string& what) {
-    fail(concat(what, " did not finish within ", timeout_.count() / 1000.0, " s on rank ", rank_,
-                "; the NCCL communicator was aborted. Another rank may have died or stalled "
-                "(rerun with NCCL_DEBUG=INFO, or raise ", timeout_option_, ")"));
-  }
-
-  static void pause(int polls) {
-    if (polls < 1000) {
-      std::this_thread::yield();
-    } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
   }
 
  private:
@@ -167,15 +161,15 @@ class NcclComm {
 
   ncclComm_t comm_ = nullptr;
   int rank_;
-  std::chrono::milliseconds timeout_;
-  std::string timeout_option_;
+  const Communicator& owner_;  // its wait policy and label
 };
 
 NcclCommunicator::NcclCommunicator(Communicator& bootstrap, const NcclOptions& options)
     : options_(options), uncaught_at_start_(std::uncaught_exceptions()), rank_(bootstrap.rank()),
       size_(bootstrap.size()) {
-  LRFIND_CHECK(options_.timeout.count() > 0, options_.timeout_option, " must be positive, got ",
-               options_.timeout.count(), " ms");
+  LRFIND_CHECK(options_.wait.timeout.count() > 0, options_.wait.timeout_option, " must be positive, got ",
+               options_.wait.timeout.count(), " ms");
+  setWaitPolicy(options_.wait);
   LRFIND_CUDA_CHECK(cudaSetDevice(options_.device), rank_);
   ncclUniqueId id;
   std::memset(&id, 0, sizeof(id));
@@ -194,7 +188,7 @@ NcclCommunicator::NcclCommunicator(Communicator& bootstrap, const NcclOptions& o
     throw CommError(concat("ncclGetUniqueId failed on rank 0", id_error.empty() ? "" : ": ", id_error));
   }
   std::memcpy(&id, wire.data_ptr(), sizeof(id));
-  comm_ = std::make_unique<NcclComm>(id, rank_, size_, options_.timeout, options_.timeout_option);
+  comm_ = std::make_unique<NcclComm>(id, rank_, size_, *this);
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -237,17 +231,20 @@ void NcclCommunicator::broadcast(at::Tensor& tensor, const BroadcastOptions& opt
 }
 
 void NcclCommunicator::gather(const at::Tensor& input, at::Tensor& output, const GatherOptions& opts) {
+  // Every check before anything is enqueued: a throw must not leave an NCCL group open.
   checkDeviceTensor(input, options_.device, "gather");
   LRFIND_CHECK(opts.root >= 0 && opts.root < size_, "gather root ", opts.root, " is not a rank");
+  const ncclDataType_t type = ncclType(input);
   const auto count = static_cast<size_t>(input.numel());
   const auto s = static_cast<cudaStream_t>(stream());
   if (rank_ != opts.root) {
-    comm_->check(ncclSend(input.data_ptr(), count, ncclType(input), opts.root, comm_->get(), s), "ncclSend");
+    comm_->check(ncclSend(input.data_ptr(), count, type, opts.root, comm_->get(), s), "ncclSend");
     return;
   }
   checkDeviceTensor(output, options_.device, "gather");
   LRFIND_CHECK(output.numel() == input.numel() * size_ && output.scalar_type() == input.scalar_type(),
                "gather output must hold ", size_, " x ", input.numel(), " elements of ", input.scalar_type());
+  const ncclComm_t comm = comm_->get();
   auto* out = static_cast<char*>(output.data_ptr());
   const size_t bytes = count * input.element_size();
   LRFIND_CUDA_CHECK(cudaMemcpyAsync(out + bytes * rank_, input.data_ptr(), bytes, cudaMemcpyDeviceToDevice, s),
@@ -255,7 +252,7 @@ void NcclCommunicator::gather(const at::Tensor& input, at::Tensor& output, const
   comm_->check(ncclGroupStart(), "ncclGroupStart");
   for (int r = 0; r < size_; ++r) {
     if (r == rank_) continue;
-    comm_->check(ncclRecv(out + bytes * r, count, ncclType(input), r, comm_->get(), s), "ncclRecv");
+    comm_->check(ncclRecv(out + bytes * r, count, type, r, comm, s), "ncclRecv");
   }
   comm_->check(ncclGroupEnd(), "ncclGroupEnd");
 }
@@ -275,15 +272,16 @@ void NcclCommunicator::synchronize() {
     ~EventGuard() { cudaEventDestroy(event); }
   } guard{done};
   LRFIND_CUDA_CHECK(cudaEventRecord(done, s), rank_);
-  const auto deadline = Clock::now() + options_.timeout;
-  for (int polls = 0;; ++polls) {
-    const cudaError_t rc = cudaEventQuery(done);
-    if (rc == cudaSuccess) return;
-    if (rc != cudaErrorNotReady) LRFIND_CUDA_CHECK(rc, rank_);
-    comm_->asyncState("waiting for NCCL collectives");
-    if (Clock::now() > deadline) comm_->timedOut("waiting for NCCL collectives");
-    NcclComm::pause(polls);
-  }
+  const char* what = "NCCL collectives";
+  comm_->wait(
+      [&] {
+        const cudaError_t rc = cudaEventQuery(done);
+        if (rc == cudaSuccess) return true;
+        if (rc != cudaErrorNotReady) LRFIND_CUDA_CHECK(rc, rank_);
+        comm_->asyncState(what);
+        return false;
+      },
+      what);
 }
 
 void NcclCommunicator::abort() noexcept {

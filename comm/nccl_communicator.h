@@ -8,11 +8,11 @@
 //   when LibTorch has CUDA; else the legacy default stream), so it sees every kernel
 //   queued before it on that stream (e.g. the backward pass that wrote the gradients),
 //   and work queued after it sees its result. Calls return before the data moved.
-// - Bounded waits: synchronize() polls the stream and ncclCommGetAsyncError() until
-//   the work is done or `timeout` passes; on timeout or an asynchronous NCCL error it
+// - Bounded waits: synchronize() polls the stream and ncclCommGetAsyncError() with
+//   boundedWait (comm/wait.h) until the work is done or the timeout passes; on timeout or an asynchronous NCCL error it
 //   aborts the NCCL communicator and throws CommError naming the rank, the device and
 //   the cause. After an abort every call throws.
-// - Shutdown: the destructor finalizes the NCCL communicator, waiting at most `timeout`
+// - Shutdown: the destructor finalizes the NCCL communicator, waiting at most the timeout
 //   for outstanding work, and aborts it if that fails. Destroyed while an exception
 //   unwinds (this rank failed, or all ranks agreed on a failure), it aborts at once:
 //   the peers may be gone, and a graceful finalize would wait for them.
@@ -30,10 +30,9 @@ namespace lrfind::comm {
 
 struct NcclOptions {
   int device = 0;  // this rank's CUDA device ordinal
-  std::chrono::milliseconds timeout = std::chrono::seconds(300);
-  // How messages name the timeout (what to raise); lrfind_dist passes its flag,
-  // --comm-timeout.
-  std::string timeout_option = "NcclOptions::timeout";
+  // Bounds joining, synchronize() and shutdown; it becomes the communicator's
+  // waitPolicy(). lrfind_dist names its timeout --comm-timeout.
+  WaitPolicy wait;
 };
 
 class NcclComm;  // RAII owner of one ncclComm_t (nccl_communicator.cpp)

@@ -2,8 +2,8 @@
 // Error types and check macros, the base below every layer (gloo keeps the same in
 // gloo/common/error.h). Two tiers, as in gloo: LRFIND_CHECK for broken invariants and
 // LRFIND_INPUT_CHECK for bad input, and typed exceptions a caller can catch and report.
-// A message names what the layer that throws knows: the library says `min_lr`, and a
-// caller that shows flags passes its own names in (see finder::OptionNamer).
+// A message names what the layer that throws knows: the library says `min_lr`; a caller
+// that knows the option by another name (a CLI flag) passes its names down.
 
 #include <stdexcept>
 #include <string>

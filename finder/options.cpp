@@ -47,8 +47,13 @@ const char* toString(StopReason reason) {
     case StopReason::kNonFinite: return "nonfinite";
     case StopReason::kError: return "error";
     case StopReason::kInterrupted: return "interrupted";
+    case StopReason::kTimeout: return "timeout";
   }
   return "?";
+}
+
+bool endedNormally(StopReason reason) {
+  return reason == StopReason::kCompleted || reason == StopReason::kDiverged || reason == StopReason::kNonFinite;
 }
 
 Mode parseMode(const std::string& text, OptionNamer name) {

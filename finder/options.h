@@ -14,8 +14,13 @@ enum class Mode { kExponential, kLinear };
 enum class SuggestMethod { kSteepest, kValley, kMinimum, kSteep, kSlide };
 
 // kInterrupted: a rank was asked to stop (SIGINT/SIGTERM) and every rank stopped at the
-// same step; the result holds the steps done.
-enum class StopReason { kRunning, kCompleted, kDiverged, kNonFinite, kError, kInterrupted };
+// same step; the result holds the steps done. kTimeout: a collective passed its
+// deadline (a rank stalled or the network failed); rank 0's result holds the steps done.
+enum class StopReason { kRunning, kCompleted, kDiverged, kNonFinite, kError, kInterrupted, kTimeout };
+
+// The sweep came to an end of its own (completed, diverged, nonfinite), rather than
+// being cut short by an error, an interruption or a timeout.
+bool endedNormally(StopReason reason);
 
 struct SweepOptions {
   double min_lr = 1e-8;

@@ -21,7 +21,7 @@ namespace {
 // comm::FailureKind (the step's share of the agreement protocol, comm/agreement.h).
 enum LocalSlot { kLossSum = 0, kSamples, kFailure, kInterrupted, kLocalSlots };
 // What rank 0 broadcasts back.
-enum DecisionSlot { kStop = 0, kNextLr, kReason, kFailingRank, kDecisionSlots };
+enum DecisionSlot { kStop = 0, kNextLr, kReason, kFailingRank, kFailingKind, kDecisionSlots };
 
 using Clock = std::chrono::steady_clock;
 
@@ -76,6 +76,7 @@ void checkParametersAgree(comm::Communicator& comm, const std::vector<at::Tensor
 SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSource& data,
                      const LossFn& loss_fn, const SweepOptions& options,
                      const SweepContext& context) {
+  LRFIND_CHECK(context.option_name != nullptr, "SweepContext::option_name must be set (fieldName by default)");
   validate(options, context.option_name);
   comm::SelfCommunicator self;
   comm::Communicator& comm = context.comm != nullptr ? *context.comm : self;
@@ -92,11 +93,6 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
   model.setTraining(true);
 
   std::vector<at::Tensor> params = model.parameters();
-  if (world > 1) {
-    at::NoGradGuard no_grad;
-    for (auto& p : params) tensor_comm.broadcast(p);
-    tensor_comm.synchronize();
-  }
   comm::GradientAverager averager(tensor_comm, params, context.bucket_bytes, /*loss_prescaled=*/true);
 
   SweepResult result;
@@ -119,106 +115,138 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
     }
   };
   notify([&] { observer->onStart(options, world); });
+  // Every collective's messages (stall warnings, timeouts) say where the sweep was.
+  auto label = [&](const std::string& text) {
+    comm.setLabel(text);
+    tensor_comm.setLabel(text);
+  };
 
-  double lr = options.min_lr;
-  for (int64_t k = 0; k < options.num_training; ++k) {
-    const auto t0 = Clock::now();
-    const double step_lr = lr;
-    for (auto& group : optimizer.param_groups()) group.options().set_lr(step_lr);
-    // In place, like LibTorch 1.x's zero_grad(), but without its detach_(), which
-    // refuses the bucket views the gradients are after the first averaging.
-    for (auto& p : params) {
-      if (p.grad().defined()) p.mutable_grad().zero_();
+  auto failure = comm::FailureKind::kNone;  // the failing rank's, when a step failed
+  try {
+    label("before step 0");
+    if (world > 1) {
+      at::NoGradGuard no_grad;
+      for (auto& p : params) tensor_comm.broadcast(p);
+      tensor_comm.synchronize();
     }
+    double lr = options.min_lr;
+    for (int64_t k = 0; k < options.num_training; ++k) {
+      label("step " + std::to_string(k));
+      const auto t0 = Clock::now();
+      const double step_lr = lr;
+      for (auto& group : optimizer.param_groups()) group.options().set_lr(step_lr);
+      // In place, like LibTorch 1.x's zero_grad(), but without its detach_(), which
+      // refuses the bucket views the gradients are after the first averaging.
+      for (auto& p : params) {
+        if (p.grad().defined()) p.mutable_grad().zero_();
+      }
 
-    std::string local_error = is_root ? observer_error : std::string();
-    double loss_sum = 0.0, samples = 0.0;
-    if (local_error.empty()) {
-      try {
-        if (context.before_step) context.before_step(k);
-        std::tie(loss_sum, samples) = forwardBackward(model, data, loss_fn, options.accumulate, world);
-      } catch (const std::exception& e) {
-        local_error = e.what();
+      std::string local_error = is_root ? observer_error : std::string();
+      auto local_kind = local_error.empty() ? comm::FailureKind::kNone : comm::FailureKind::kError;
+      double loss_sum = 0.0, samples = 0.0;
+      if (local_error.empty()) {
+        try {
+          if (context.before_step) context.before_step(k);
+          std::tie(loss_sum, samples) = forwardBackward(model, data, loss_fn, options.accumulate, world);
+        } catch (const std::exception& e) {
+          local_error = e.what();
+          local_kind = comm::failureKind(e);
+        }
+      }
+      auto* lp = local.data_ptr<double>();
+      lp[kLossSum] = loss_sum;
+      lp[kSamples] = samples;
+      lp[kFailure] = static_cast<double>(local_kind);
+      lp[kInterrupted] = context.interrupted && context.interrupted() ? 1.0 : 0.0;
+      comm.gather(local, gathered);
+
+      StepRecord record;
+      if (is_root) {
+        const auto* g = gathered.data_ptr<double>();
+        double total = 0.0, total_samples = 0.0;
+        int failing = -1;
+        bool interrupted = false;
+        for (int r = 0; r < world; ++r) {
+          const double* slot = g + static_cast<std::ptrdiff_t>(r) * kLocalSlots;
+          if (slot[kFailure] != static_cast<double>(comm::FailureKind::kNone) && failing < 0) failing = r;
+          interrupted = interrupted || slot[kInterrupted] != 0.0;
+          total += slot[kLossSum];
+          total_samples += slot[kSamples];
+          record.loss_per_rank.push_back(slot[kSamples] > 0 ? slot[kLossSum] / slot[kSamples]
+                                                            : std::nan(""));
+        }
+        StopReason reason = StopReason::kError;
+        if (failing < 0) {
+          record.loss_raw = total / total_samples;
+          record.loss = smoother.update(record.loss_raw);
+          reason = stop_rule.observe(k, record.loss_raw, record.loss);
+          if (reason == StopReason::kRunning && interrupted) reason = StopReason::kInterrupted;
+        }
+        auto* d = decision.data_ptr<double>();
+        d[kStop] = reason == StopReason::kRunning ? 0.0 : 1.0;
+        d[kNextLr] = k + 1 < options.num_training ? scheduledLr(k + 1, options) : step_lr;
+        d[kReason] = static_cast<double>(reason);
+        d[kFailingRank] = failing;
+        d[kFailingKind] = failing < 0 ? 0.0 : g[static_cast<std::ptrdiff_t>(failing) * kLocalSlots + kFailure];
+      }
+      comm.broadcast(decision);
+      const auto* d = decision.data_ptr<double>();
+      const auto reason = static_cast<StopReason>(static_cast<int>(d[kReason]));
+
+      if (reason == StopReason::kError) {
+        const int failing = static_cast<int>(d[kFailingRank]);
+        result.stop_reason = StopReason::kError;
+        failure = static_cast<comm::FailureKind>(static_cast<int64_t>(d[kFailingKind]));
+        result.error = concat("rank ", failing, ", step ", k, ": ",
+                              comm::broadcastText(comm, failing, local_error));
+        break;
+      }
+      if (d[kStop] == 0.0) {
+        averager.average();
+        optimizer.step();
+        lr = d[kNextLr];
+      }
+      result.lr.push_back(step_lr);
+      if (is_root) {
+        record.step = k;
+        record.lr = step_lr;
+        record.seconds = secondsSince(t0);
+        result.loss_raw.push_back(record.loss_raw);
+        result.loss.push_back(record.loss);
+        result.loss_per_rank.push_back(record.loss_per_rank);
+        result.step_seconds.push_back(record.seconds);
+        notify([&] { observer->onStep(record); });
+      }
+      if (d[kStop] != 0.0) {
+        result.stop_reason = reason;
+        break;
       }
     }
-    auto* lp = local.data_ptr<double>();
-    lp[kLossSum] = loss_sum;
-    lp[kSamples] = samples;
-    lp[kFailure] = static_cast<double>(local_error.empty() ? comm::FailureKind::kNone : comm::FailureKind::kError);
-    lp[kInterrupted] = context.interrupted && context.interrupted() ? 1.0 : 0.0;
-    comm.gather(local, gathered);
-
-    StepRecord record;
-    if (is_root) {
-      const auto* g = gathered.data_ptr<double>();
-      double total = 0.0, total_samples = 0.0;
-      int failing = -1;
-      bool interrupted = false;
-      for (int r = 0; r < world; ++r) {
-        const double* slot = g + static_cast<std::ptrdiff_t>(r) * kLocalSlots;
-        if (slot[kFailure] != static_cast<double>(comm::FailureKind::kNone) && failing < 0) failing = r;
-        interrupted = interrupted || slot[kInterrupted] != 0.0;
-        total += slot[kLossSum];
-        total_samples += slot[kSamples];
-        record.loss_per_rank.push_back(slot[kSamples] > 0 ? slot[kLossSum] / slot[kSamples]
-                                                          : std::nan(""));
-      }
-      StopReason reason = StopReason::kError;
-      if (failing < 0) {
-        record.loss_raw = total / total_samples;
-        record.loss = smoother.update(record.loss_raw);
-        reason = stop_rule.observe(k, record.loss_raw, record.loss);
-        if (reason == StopReason::kRunning && interrupted) reason = StopReason::kInterrupted;
-      }
-      auto* d = decision.data_ptr<double>();
-      d[kStop] = reason == StopReason::kRunning ? 0.0 : 1.0;
-      d[kNextLr] = k + 1 < options.num_training ? scheduledLr(k + 1, options) : step_lr;
-      d[kReason] = static_cast<double>(reason);
-      d[kFailingRank] = failing;
-    }
-    comm.broadcast(decision);
-    const auto* d = decision.data_ptr<double>();
-    const auto reason = static_cast<StopReason>(static_cast<int>(d[kReason]));
-
-    if (reason == StopReason::kError) {
-      const int failing = static_cast<int>(d[kFailingRank]);
-      result.stop_reason = StopReason::kError;
-      result.error = concat("rank ", failing, ", step ", k, ": ",
-                            comm::broadcastText(comm, failing, local_error));
-      break;
-    }
-    if (d[kStop] == 0.0) {
-      averager.average();
-      optimizer.step();
-      lr = d[kNextLr];
-    }
-    result.lr.push_back(step_lr);
-    if (is_root) {
-      record.step = k;
-      record.lr = step_lr;
-      record.seconds = secondsSince(t0);
-      result.loss_raw.push_back(record.loss_raw);
-      result.loss.push_back(record.loss);
-      result.loss_per_rank.push_back(record.loss_per_rank);
-      result.step_seconds.push_back(record.seconds);
-      notify([&] { observer->onStep(record); });
-    }
-    if (d[kStop] != 0.0) {
-      result.stop_reason = reason;
-      break;
-    }
+  } catch (const comm::CommTimeout& e) {
+    // A rank stalled or the network failed: the steps so far are all there will be.
+    // Rank 0 still records them below; the caller ends the process (the communicators
+    // are unusable now).
+    result.stop_reason = StopReason::kTimeout;
+    result.error = e.what();
   }
+  label("after the sweep");
 
   if (is_root) {
     result.suggestions =
         suggestAll({result.lr, result.loss, options.mode, options.skip_begin, options.skip_end, context.option_name});
     notify([&] { observer->onEnd(result); });
   }
-  if (context.check_consistency && result.stop_reason != StopReason::kError) {
+  if (context.check_consistency && result.stop_reason != StopReason::kError &&
+      result.stop_reason != StopReason::kTimeout) {
     checkParametersAgree(comm, params, result.stepsCompleted(), context.option_name("check_consistency"));
   }
   if (guard) guard->restore();
-  if (result.stop_reason == StopReason::kError) throw comm::Agreed<CommError>(result.error);
+  if (result.stop_reason == StopReason::kError) {
+    // Bad input found mid-sweep stays bad input (exit 2); anything else failed the sweep.
+    if (failure == comm::FailureKind::kInput) throw comm::Agreed<InputError>(result.error);
+    throw comm::Agreed<CommError>(result.error);
+  }
+  if (result.stop_reason == StopReason::kTimeout) throw comm::CommTimeout(result.error);
   if (!observer_error.empty()) throw Error(observer_error);
   return result;
 }

@@ -21,7 +21,11 @@
 //
 // Errors: a local exception on any rank ends the sweep on all ranks with a
 // comm::Agreed<CommError> "rank R, step K: <message>" after the observer's onEnd saw
-// stop_reason = error.
+// stop_reason = error. A collective that passes its deadline (comm/wait.h) ends the
+// sweep on the rank where it happened with comm::CommTimeout "step K: rank R (host, pid
+// P) did not answer within T s (...)", after the observer's onEnd saw stop_reason =
+// timeout with the steps so far. The communicators are unusable then; the ranks do not
+// agree on anything more (a peer may be gone), so the caller ends the process.
 //
 // Frozen parameters (requires_grad false) are broadcast with the rest before step 0 but
 // are not averaged: they keep no gradient, so the optimizer leaves them alone, exactly

@@ -268,7 +268,13 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
                "Let several ranks of a node share one GPU (more ranks than GPUs); gradients then travel "
                "through host memory over MPI instead of NCCL")->group(run_group);
   app.add_option("--comm-timeout", c.comm_timeout_s,
-                 "Seconds an NCCL collective may take before the job stops with an error instead of hanging")
+                 "Seconds any wait for another rank (MPI or NCCL: gradients, the loss gather, the stop decision, "
+                 "set-up) may last. Past it the job ends by itself with exit code 3 and names the rank that did "
+                 "not answer; the steps so far stay in <out>.partial. Make it longer than the slowest step and "
+                 "the slowest set-up (loading the model and data)")
+      ->capture_default_str()->group(run_group);
+  app.add_option("--stall-warning", c.stall_warning_s,
+                 "Seconds after which rank 0 names, once per stall, the ranks it is still waiting for; 0: never")
       ->capture_default_str()->group(run_group);
   app.add_option("--out", c.out, "HDF5 results file (written as <out>.partial, renamed when done)")
       ->capture_default_str()->group(run_group);
@@ -293,8 +299,8 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
   std::ostringstream out, err;
   try {
     app.parse(argc, argv);
-    c.sweep.mode = finder::parseMode(mode);
-    c.sweep.suggest = finder::parseSuggestMethod(suggest);
+    c.sweep.mode = finder::parseMode(mode, runtime::flagName);
+    c.sweep.suggest = finder::parseSuggestMethod(suggest, runtime::flagName);
     c.sweep.early_stop_threshold = parseThreshold(threshold);
     c.optimizer.weight_decay = parseAuto(weight_decay, "--weight-decay");
     c.optimizer.eps = parseAuto(eps, "--eps");

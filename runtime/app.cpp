@@ -5,10 +5,12 @@
 #include <csignal>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <optional>
 
 #include <torch/cuda.h>
 #include <torch/optim/optimizer.h>
@@ -33,9 +35,6 @@
 #include "runtime/torch_message.h"
 #include "runtime/world.h"
 
-#if LRFIND_HAVE_NCCL
-#include "comm/nccl_communicator.h"
-#endif
 
 namespace lrfind::runtime {
 
@@ -46,6 +45,9 @@ std::string flagName(const char* field) {
 }
 
 namespace {
+
+// How long non-root ranks wait past --comm-timeout for rank 0 to report a stall first.
+constexpr std::chrono::milliseconds kRootGrace = std::chrono::seconds(5);
 
 // The loss and the targets must fit each other, and the model's output both.
 int64_t checkTargets(const RunConfig& c, const Dataset& data) {
@@ -74,25 +76,52 @@ void checkOutput(const at::Tensor& out, const RunConfig& c, const Dataset& data,
   }
 }
 
-// LRFIND_FAULT_INJECT=<rank>:<step> makes that rank throw before that step's forward
-// pass; <rank>:<step>:kill makes it kill itself with SIGKILL there (a rank dying
-// outright). How the tests, and users checking their cluster setup, exercise the fault
-// paths at an exact step.
-finder::StepHook faultInjection(int rank) {
+// LRFIND_FAULT_INJECT=<rank>:<step>[:kill|:stall] makes that rank fail before that
+// step's forward pass: throw an exception (the default), kill itself with SIGKILL (a rank
+// dying outright), or stop itself with SIGSTOP (a hung GPU, a stuck file system, a frozen
+// node). <step> "start" fails during set-up instead, before the model loads. How the
+// tests, and users checking their cluster setup, exercise the fault paths at an exact
+// place.
+struct Fault {
+  int rank = -1;
+  int64_t step = -1;  // -1: at start
+  std::string kind = "throw";
+};
+
+// Every rank reads the same variable: a bad one is an agreed error without talking.
+std::optional<Fault> faultToInject() {
   const char* spec = std::getenv("LRFIND_FAULT_INJECT");
-  if (spec == nullptr) return {};
-  int fault_rank = -1;
-  long long fault_step = -1;
-  char kind[8] = {0};
-  const int fields = std::sscanf(spec, "%d:%lld:%7s", &fault_rank, &fault_step, kind);
-  const bool kill = fields == 3 && std::string(kind) == "kill";
-  LRFIND_INPUT_CHECK(fields == 2 || kill, "LRFIND_FAULT_INJECT must be <rank>:<step> or <rank>:<step>:kill, got \"",
-                     spec, "\"");
-  if (fault_rank != rank) return {};
-  return [fault_step, kill](int64_t step) {
-    if (step != fault_step) return;
-    if (kill) ::raise(SIGKILL);
-    throw std::runtime_error("fault injected by LRFIND_FAULT_INJECT");
+  if (spec == nullptr) return std::nullopt;
+  Fault f;
+  char where[24] = {0}, kind[8] = {0};
+  const int fields = std::sscanf(spec, "%d:%23[^:]:%7s", &f.rank, where, kind);
+  char* end = nullptr;
+  const long long step = std::strtoll(where, &end, 10);
+  const bool at_start = std::string(where) == "start";
+  if (fields == 3) f.kind = kind;
+  if (fields < 2 || (!at_start && (end == where || *end != '\0' || step < 0)) ||
+      (f.kind != "throw" && f.kind != "kill" && f.kind != "stall")) {
+    throw comm::Agreed<InputError>(concat("LRFIND_FAULT_INJECT must be <rank>:<step|start>[:kill|:stall], got \"",
+                                          spec, "\""));
+  }
+  f.step = at_start ? -1 : step;
+  return f;
+}
+
+void inject(const Fault& f) {
+  if (f.kind == "kill") ::raise(SIGKILL);
+  if (f.kind == "stall") {
+    ::raise(SIGSTOP);
+    return;  // continued (SIGCONT): carry on as if nothing happened
+  }
+  throw std::runtime_error("fault injected by LRFIND_FAULT_INJECT");
+}
+
+// The hook that injects `fault` at its step on its rank.
+finder::StepHook stepFault(const std::optional<Fault>& fault, int rank) {
+  if (!fault || fault->rank != rank || fault->step < 0) return {};
+  return [f = *fault](int64_t step) {
+    if (step == f.step) inject(f);
   };
 }
 
@@ -169,7 +198,7 @@ void prepareData(const RunConfig& c, World& world, Setup& s) {
     s.batches = std::make_unique<ShardedBatches>(s.data, s.plan, s.device);
   });
   const bool gpu_shared = checkGpuSharing(world.comm(), s.device, c.device, c.allow_gpu_sharing);
-  s.tensor_comm = makeTensorComm(world.comm(), s.device, gpu_shared, c.comm_timeout_s);
+  s.tensor_comm = makeTensorComm(world.comm(), s.device, gpu_shared);
   if (s.data.has_labels && world.size() > 1) {
     // Each rank saw only its rows: the model is sized by the largest label anywhere.
     at::Tensor classes = at::full({1}, s.num_outputs, at::kLong);
@@ -179,8 +208,9 @@ void prepareData(const RunConfig& c, World& world, Setup& s) {
 }
 
 // Phase 2, agreed: the model, a dry forward pass against the data, the optimizer.
-void prepareModel(const RunConfig& c, World& world, Setup& s) {
+void prepareModel(const RunConfig& c, World& world, Setup& s, const std::optional<Fault>& fault) {
   comm::agreeOnSuccess(world.comm(), [&] {
+    if (fault && fault->step < 0 && fault->rank == world.rank()) inject(*fault);
     s.loaded = loadModel(c.model, s.data, s.num_outputs, c.seed, s.device);
     checkOutput(dryForward(*s.loaded.model, s.loaded.name, s.data, s.device), c, s.data, s.loaded.name);
     OptimizerConfig opt = c.optimizer;
@@ -228,18 +258,21 @@ void logPlacement(World& world, const Setup& s, int threads) {
                static_cast<long long>(s.data.totalSamples()), threads);
 }
 
-finder::SweepResult sweep(const RunConfig& c, World& world, Setup& s, Recording& rec) {
+finder::SweepResult sweep(const RunConfig& c, World& world, Setup& s, Recording& rec,
+                          const std::optional<Fault>& fault) {
   finder::SweepContext context;
   context.comm = &world.comm();
   context.tensor_comm = s.tensor_comm.get();
   context.observer = world.rank() == 0 ? &rec.observers : nullptr;
   context.bucket_bytes = static_cast<std::size_t>(c.bucket_mb * 1024 * 1024);
   context.check_consistency = c.check_consistency;
-  context.before_step = faultInjection(world.rank());
+  context.before_step = stepFault(fault, world.rank());
   context.interrupted = [] { return InterruptHandler::received() != 0; };
   context.option_name = flagName;
   try {
     return finder::runSweep(*s.loaded.model, *s.optimizer, *s.batches, s.loss_fn, c.sweep, context);
+  } catch (const comm::CommTimeout&) {
+    throw;  // not agreed: a peer may be gone (endAfterTimeout)
   } catch (const CommError& e) {
     if (rec.writer) {
       throw comm::Agreed<CommError>(concat(e.what(), " (steps so far in ", rec.writer->currentPath(), ")"));
@@ -289,43 +322,70 @@ void validate(const RunConfig& c) {
   LRFIND_INPUT_CHECK(c.threads >= 0, "--threads must be >= 0, got ", c.threads);
   LRFIND_INPUT_CHECK(c.bucket_mb > 0, "--bucket-mb must be > 0, got ", c.bucket_mb);
   LRFIND_INPUT_CHECK(c.comm_timeout_s > 0, "--comm-timeout must be > 0 seconds, got ", c.comm_timeout_s);
+  LRFIND_INPUT_CHECK(c.stall_warning_s >= 0, "--stall-warning must be >= 0 seconds (0: never), got ",
+                     c.stall_warning_s);
 }
 
 namespace {
 
-int runChecked(const RunConfig& c) {
-  validateAgreed(c);
-  World world(c.backend);
-  g_world_rank = world.rank();
-  g_world_size = world.size();
+// Rank 0's results file once it exists, for the message of a timeout.
+std::string g_steps_file;
+
+// The deadline of every wait, from --comm-timeout and --stall-warning. Rank 0 decides
+// and names the stalled rank; the others allow it a grace period to do so before they
+// give up themselves (they see less: only that rank 0 is silent).
+comm::WaitPolicy waitPolicy(const RunConfig& c, int rank) {
+  using std::chrono::milliseconds;
+  comm::WaitPolicy policy;
+  const auto timeout = milliseconds(static_cast<int64_t>(c.comm_timeout_s * 1000));
+  policy.timeout = rank == 0 ? timeout : timeout + std::min<milliseconds>(timeout, kRootGrace);
+  policy.stall_warning = milliseconds(static_cast<int64_t>(c.stall_warning_s * 1000));
+  policy.timeout_option = "--comm-timeout";
+  if (rank == 0) {
+    policy.on_stall = [](const std::string& what) { std::fprintf(stderr, "lrfind_dist: warning: %s\n", what.c_str()); };
+  }
+  return policy;
+}
+
+// A collective passed its deadline: a peer stalled, died without the launcher noticing,
+// or the network failed. Nothing more can be agreed on, and MPI_Finalize or the
+// launcher may never return, so this rank reports and ends its own process. By now the
+// results writer (destroyed while the exception unwound) has finalized the partial file.
+[[noreturn]] void endAfterTimeout(const comm::CommTimeout& e, int rank, int size) {
+  const std::string who = size > 1 && rank != 0 ? concat("rank ", rank, ": ") : std::string();
+  const std::string where = g_steps_file.empty() ? "" : concat("; the steps so far are in ", g_steps_file);
+  std::fprintf(stderr, "lrfind_dist: error: %s%s%s\n", who.c_str(), e.what(), where.c_str());
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(kExitTimeout);
+}
+
+int runInWorld(const RunConfig& c, World& world, const std::optional<Fault>& fault) {
   if (world.rank() == 0) warnIfNoSuggestion(c);
   const int threads = c.threads > 0 ? c.threads : world.defaultThreads();
   setComputeThreads(threads);
 
   Setup s;
   prepareData(c, world, s);
-  prepareModel(c, world, s);
+  prepareModel(c, world, s, fault);
   s.info = describeRun(c, world, s);
   // From here on SIGINT/SIGTERM stop the sweep after the current step, on every rank,
   // and leave the steps done in <out>.partial.
   InterruptHandler interrupts;
   Recording rec = startRecording(c, world, s.info);
+  if (rec.writer) g_steps_file = rec.writer->currentPath();
   if (c.verbose) logPlacement(world, s, threads);
 
-  const finder::SweepResult result = sweep(c, world, s, rec);
+  const finder::SweepResult result = sweep(c, world, s, rec, fault);
   if (result.stop_reason == finder::StopReason::kInterrupted) return reportInterrupted(result, rec);
   if (world.rank() == 0) writeOutputs(c, result, s.info);
   return kExitOk;
 }
 
-}  // namespace
-
-int run(const RunConfig& config) {
-  // One line per failure. A failure all ranks agreed on is reported by rank 0 alone (its
-  // text names the failing rank); a failure of one rank says which rank it is.
-  const LauncherInfo launcher = detectLauncher();
-  g_world_rank = std::max(0, launcher.rank);  // the launcher's word until MPI's
-  g_world_size = std::max(1, launcher.size);
+// Prints one line for the exception being handled and returns the exit code. A failure
+// all ranks agreed on is reported by rank 0 alone (its text names the failing rank); a
+// failure of one rank says which rank it is.
+int reportFailure(const RunConfig& config) {
   auto report = [](const std::exception& e, const char* kind, const std::string& text) {
     if (comm::isAgreed(e)) {
       if (g_world_rank == 0) std::fprintf(stderr, "lrfind_dist: error%s: %s\n", kind, text.c_str());
@@ -334,9 +394,10 @@ int run(const RunConfig& config) {
     } else {
       std::fprintf(stderr, "lrfind_dist: error%s: %s\n", kind, text.c_str());
     }
+    std::fflush(stderr);
   };
   try {
-    return runChecked(config);
+    throw;
   } catch (const InputError& e) {
     report(e, "", e.what());
     return kExitUsage;
@@ -352,15 +413,45 @@ int run(const RunConfig& config) {
   }
 }
 
+int runChecked(const RunConfig& c) {
+  World world(c.backend);
+  g_world_rank = world.rank();
+  g_world_size = world.size();
+  world.comm().setWaitPolicy(waitPolicy(c, world.rank()));
+  world.comm().setLabel("start-up");
+  try {
+    validateAgreed(c);
+    const std::optional<Fault> fault = faultToInject();
+    exchangePeerNames(world.comm());
+    return runInWorld(c, world, fault);
+  } catch (const comm::CommTimeout& e) {
+    endAfterTimeout(e, world.rank(), world.size());
+  } catch (const std::exception&) {
+    // Reported while the world still exists: its teardown (MPI_Finalize) waits for every
+    // rank, so no rank exits, and no launcher ends the job, before rank 0 has printed.
+    return reportFailure(c);
+  }
+}
+
+}  // namespace
+
+int run(const RunConfig& config) {
+  const LauncherInfo launcher = detectLauncher();
+  g_world_rank = std::max(0, launcher.rank);  // the launcher's word until MPI's
+  g_world_size = std::max(1, launcher.size);
+  try {
+    return runChecked(config);
+  } catch (const std::exception&) {
+    return reportFailure(config);  // the world could not be made
+  }
+}
+
 std::string versionText() {
   return concat("lrfind ", LRFIND_VERSION, " (", LRFIND_BUILD_TYPE, ")\n",
                 "  LibTorch ", TORCH_VERSION, " (", LRFIND_TORCH_HAS_CUDA ? "with" : "without",
                 " CUDA; a GPU is ", torch::cuda::is_available() ? "" : "not ", "usable now)\n",
                 "  CUDA toolkit ", LRFIND_HAVE_CUDA_TOOLKIT ? LRFIND_CUDA_TOOLKIT_VERSION : "not found", ", NCCL ",
-                LRFIND_HAVE_NCCL ? LRFIND_NCCL_VERSION : "not found", " at build time",
-#if LRFIND_HAVE_NCCL
-                " (NCCL library now: ", comm::ncclRuntimeVersion(), ")",
-#endif
+                LRFIND_HAVE_NCCL ? LRFIND_NCCL_VERSION : "not found", " at build time", ncclLibraryText(),
                 "\n  GPUs visible now: ", cudaVisibleDevices(), "\n",
                 "  MPI: ", comm::MpiEnvironment::libraryVersion(), " (MPI ", LRFIND_MPI_VERSION, ")\n",
                 "  HDF5 ", LRFIND_HDF5_VERSION, ", compiler ", LRFIND_CXX_COMPILER, "\n",

@@ -28,7 +28,8 @@ struct RunConfig {
   bool check_consistency = false;
   std::string device = "auto";     // auto, cpu, cuda
   bool allow_gpu_sharing = false;  // more ranks than GPUs on a node: share, via host staging
-  double comm_timeout_s = 300;     // bound on every NCCL wait
+  double comm_timeout_s = 300;     // bound on every wait for another rank (MPI and NCCL)
+  double stall_warning_s = 60;     // rank 0 names the ranks it waits for this long; 0: never
   std::string out = "lrfind.h5";
   std::string json;  // empty: no JSON
   std::string plot = "lrfind.svg";  // empty: no plot
@@ -42,7 +43,13 @@ struct RunConfig {
   std::optional<bool> interactive;
 };
 
-enum ExitCode : int { kExitOk = 0, kExitFailure = 1, kExitUsage = 2 };
+// 3: a rank did not answer within --comm-timeout (a stall, a dead node, a partition);
+// 128 + N: stopped by signal N (SIGINT, SIGTERM).
+enum ExitCode : int { kExitOk = 0, kExitFailure = 1, kExitUsage = 2, kExitTimeout = 3 };
+
+// The CLI's name for a library field: "--" + the field with '-' for '_' ("min_lr" ->
+// "--min-lr"). The OptionNamer that CLI messages pass to finder/.
+std::string flagName(const char* field);
 
 // The checks of `config` that need no files and no other rank; throws InputError
 // naming the flag. run() does them first.
@@ -50,6 +57,8 @@ void validate(const RunConfig& config);
 
 // Runs the sweep and writes the results. Errors are printed as one line on stderr;
 // the return value is the process exit code (2 for bad input, 1 for other failures).
+// A communication timeout ends the process from inside, with kExitTimeout: after it
+// neither the other ranks nor MPI_Finalize can be relied on to return.
 int run(const RunConfig& config);
 
 // Build information for --version: lrfind, LibTorch, CUDA, HDF5, compiler.

@@ -76,10 +76,11 @@ std::string shapeString(const std::vector<hsize_t>& dims) {
   return s + "]";
 }
 
-std::vector<std::string> rootNames(hid_t file) {
+// The names of the links in a group (the file's root group by default).
+std::vector<std::string> memberNames(hid_t group) {
   std::vector<std::string> names;
   H5Literate(
-      file, H5_INDEX_NAME, H5_ITER_NATIVE, nullptr,
+      group, H5_INDEX_NAME, H5_ITER_NATIVE, nullptr,
       [](hid_t, const char* name, const H5L_info_t*, void* out) -> herr_t {
         static_cast<std::vector<std::string>*>(out)->emplace_back(name);
         return 0;
@@ -87,6 +88,15 @@ std::vector<std::string> rootNames(hid_t file) {
       &names);
   H5Eclear2(H5E_DEFAULT);
   return names;
+}
+
+// "a, b, c" for a message: at most 10 names, then how many more.
+std::string listed(const std::vector<std::string>& names) {
+  constexpr std::size_t kShown = 10;
+  std::string text;
+  for (std::size_t i = 0; i < names.size() && i < kShown; ++i) text += (i ? ", " : "") + names[i];
+  if (names.size() > kShown) text += concat(" and ", names.size() - kShown, " more");
+  return text.empty() ? "nothing" : text;
 }
 
 struct RawDataset {
@@ -116,13 +126,27 @@ RawDataset openDataset(hid_t file, const std::string& path, const std::string& k
   const std::string where = concat("--data ", path, ": dataset '", key, "'");
   if (H5Lexists(file, key.c_str(), H5P_DEFAULT) <= 0) {
     H5Eclear2(H5E_DEFAULT);
-    std::string have;
-    for (const auto& n : rootNames(file)) have += (have.empty() ? "" : ", ") + n;
-    throw InputError(concat(where, " not found (the file has: ", have.empty() ? "nothing" : have,
+    throw InputError(concat(where, " not found (the file has: ", listed(memberNames(file)),
                             "); name the right one with ", flag));
   }
+  // A group, a named datatype or a dangling link under that name is bad input too; only
+  // an OS error is an I/O failure.
   RawDataset raw;
-  raw.id = h5::dataset(H5Dopen2(file, key.c_str(), H5P_DEFAULT), where);
+  raw.id = h5::Id(H5Oopen(file, key.c_str(), H5P_DEFAULT), H5Oclose);
+  if (!raw.id.valid()) {
+    h5::Cause cause = h5::takeCause();
+    if (cause.os_error != 0) throw h5::Failure(where, std::move(cause));
+    throw InputError(concat("--data ", path, ": '", key, "' cannot be opened (", cause.text, "); name a dataset with ",
+                            flag));
+  }
+  const H5I_type_t kind = H5Iget_type(raw.id.get());
+  if (kind == H5I_GROUP) {
+    const std::vector<std::string> members = memberNames(raw.id.get());
+    throw InputError(concat("--data ", path, ": '", key, "' is a group, not a dataset (it holds: ", listed(members),
+                            "); name a dataset with ", flag,
+                            members.empty() ? std::string() : concat(", e.g. ", flag, " ", key, "/", members[0])));
+  }
+  LRFIND_INPUT_CHECK(kind == H5I_DATASET, "--data ", path, ": '", key, "' is not a dataset; name one with ", flag);
   auto type = h5::datatype(H5Dget_type(raw.id.get()), where);
   raw.type_class = H5Tget_class(type.get());
   raw.type_size = H5Tget_size(type.get());
@@ -193,7 +217,7 @@ Dataset loadHdf5(const std::string& path, const std::string& x_key, const std::s
   }
   const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (fid < 0) {
-    throw InputError(concat("--data ", path, ": cannot open as HDF5 (", h5::errorStack(), ")"));
+    throw InputError(concat("--data ", path, ": cannot open as HDF5 (", h5::takeCause().text, ")"));
   }
   h5::Id file(fid, H5Fclose);
 

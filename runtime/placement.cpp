@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <cstring>
 #include <map>
 
@@ -106,21 +105,29 @@ bool checkGpuSharing(comm::Communicator& comm, const c10::Device& device, const 
 }
 
 std::unique_ptr<comm::Communicator> makeTensorComm(comm::Communicator& control, const c10::Device& device,
-                                                   bool gpu_shared, double timeout_s) {
+                                                   bool gpu_shared) {
   if (!device.is_cuda() || control.size() == 1) return nullptr;
   if (gpu_shared) return std::make_unique<comm::StagedCommunicator>(control);
 #if LRFIND_HAVE_NCCL
   comm::NcclOptions options;
   options.device = device.index();
-  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
-  options.timeout_option = "--comm-timeout";
-  return std::make_unique<comm::NcclCommunicator>(control, options);
+  options.wait = control.waitPolicy();
+  auto nccl = std::make_unique<comm::NcclCommunicator>(control, options);
+  nccl->setPeerNames(control.peerNames());
+  return nccl;
 #else
-  (void)timeout_s;
   // The same on every rank (a property of this build): agreed without talking.
   throw comm::Agreed<InputError>(concat("--device cuda with ", control.size(),
                                         " ranks averages gradients with NCCL, and this build has none (configure with "
                                         "-DLRFIND_WITH_NCCL=ON and NCCL_HOME set); or use --device cpu"));
+#endif
+}
+
+std::string ncclLibraryText() {
+#if LRFIND_HAVE_NCCL
+  return concat(" (NCCL library now: ", comm::ncclRuntimeVersion(), ")");
+#else
+  return {};
 #endif
 }
 

@@ -36,10 +36,13 @@ c10::Device resolveDevice(const std::string& name, int local_rank);
 bool checkGpuSharing(comm::Communicator& comm, const c10::Device& device, const std::string& name, bool allowed);
 
 // The communicator for the model's tensors: none (nullptr) on CPU or in a world of one;
-// NCCL for one GPU per rank, its waits bounded by `timeout_s`; host staging over
-// `control` when ranks share a GPU. A build without NCCL throws an agreed InputError for
+// NCCL for one GPU per rank, with `control`'s wait policy and peer names; host staging
+// over `control` when ranks share a GPU. A build without NCCL throws an agreed InputError for
 // CUDA with several ranks. Collective.
 std::unique_ptr<comm::Communicator> makeTensorComm(comm::Communicator& control, const c10::Device& device,
-                                                   bool gpu_shared, double timeout_s);
+                                                   bool gpu_shared);
+
+// " (NCCL library now: 2.28.9)" for --version, or "" in a build without NCCL.
+std::string ncclLibraryText();
 
 }  // namespace lrfind::runtime

@@ -8,6 +8,15 @@
 // existing `<out>` is never half-overwritten. After an error the file stays at
 // `<out>.partial` with stop_reason="error".
 //
+// When writing the file itself fails, the writer gives it up at once and the file keeps
+// exactly the steps flushed before (steps_completed says how many), complete=0. A disk
+// about to fill is caught before the flush that might not fit (nothing more is written;
+// stop_reason stays "running", as after a kill). When HDF5's write fails (an I/O error,
+// a quota, a disk filled by someone else), the writer takes back the rows HDF5 could not
+// write and marks the file stop_reason="error" where it still can. Either way the file
+// is closed, and the IoError says in one line which file and the OS error ("No space
+// left on device"); later calls rethrow it.
+//
 // The HDF5 ids live behind a pimpl, so that this header (and whoever includes it) does
 // not compile against <hdf5.h>.
 
@@ -27,8 +36,8 @@ void checkOutputPath(const std::string& path, bool force, const std::string& fla
 
 std::string partialPath(const std::string& path);
 
-// One thread at a time (AsyncObserver gives it its own); HDF5 errors throw IoError
-// naming the file and the dataset or attribute.
+// One thread at a time (AsyncObserver gives it its own; construction and destruction
+// may happen on another). HDF5 errors throw IoError naming the file and the cause.
 class ResultsWriter final : public finder::SweepObserver {
  public:
   // Creates `<path>.partial`; throws IoError when it cannot.

@@ -1,15 +1,20 @@
 #include "runtime/world.h"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <thread>
+#include <vector>
 
+#include <ATen/ATen.h>
 
-#include "common/error.h"
+#include "comm/agreement.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
 #include "comm/self_communicator.h"
+#include "common/error.h"
 
 namespace lrfind::runtime {
 namespace {
@@ -52,12 +57,13 @@ LauncherInfo detectLauncher(const char* (*get)(const char*)) {
   return info;
 }
 
-World::World(const std::string& backend) : launcher_(detectLauncher()) {
+World::World(const std::string& backend) {
+  const LauncherInfo launcher = detectLauncher();
   LRFIND_INPUT_CHECK(backend == "auto" || backend == "self" || backend == "mpi",
                      "--backend must be auto, self or mpi; got \"", backend, "\"");
-  const bool launched = launcher_.size > 1;
-  LRFIND_INPUT_CHECK(!(backend == "self" && launched), "--backend self, but ", launcher_.launcher, " started ",
-                     launcher_.size, " ranks: each would sweep alone and write the same files; use --backend mpi "
+  const bool launched = launcher.size > 1;
+  LRFIND_INPUT_CHECK(!(backend == "self" && launched), "--backend self, but ", launcher.launcher, " started ",
+                     launcher.size, " ranks: each would sweep alone and write the same files; use --backend mpi "
                      "or auto");
   if (backend == "self" || (backend == "auto" && !launched)) {
     comm_ = std::make_unique<comm::SelfCommunicator>();
@@ -65,16 +71,16 @@ World::World(const std::string& backend) : launcher_(detectLauncher()) {
   }
   mpi_ = std::make_unique<comm::MpiEnvironment>();
   auto mpi = std::make_unique<comm::MpiCommunicator>();
-  if (launcher_.size >= 0) {
-    LRFIND_INPUT_CHECK(mpi->size() == launcher_.size, launcher_.launcher, " started ", launcher_.size,
+  if (launcher.size >= 0) {
+    LRFIND_INPUT_CHECK(mpi->size() == launcher.size, launcher.launcher, " started ", launcher.size,
                        " ranks but MPI sees a world of ", mpi->size(),
                        " (an srun without PMI support starts singletons: try srun --mpi=pmix, or mpirun)");
-    LRFIND_INPUT_CHECK(launcher_.rank < 0 || mpi->rank() == launcher_.rank, "MPI rank ", mpi->rank(),
-                       " differs from the launcher's rank ", launcher_.rank);
+    LRFIND_INPUT_CHECK(launcher.rank < 0 || mpi->rank() == launcher.rank, "MPI rank ", mpi->rank(),
+                       " differs from the launcher's rank ", launcher.rank);
   }
-  if (launcher_.local_rank >= 0 && launcher_.local_rank != mpi->localRank()) {
+  if (launcher.local_rank >= 0 && launcher.local_rank != mpi->localRank()) {
     std::fprintf(stderr, "lrfind_dist: warning: rank %d: node-local rank %d from MPI, %d from %s; using MPI's\n",
-                 mpi->rank(), mpi->localRank(), launcher_.local_rank, launcher_.launcher.c_str());
+                 mpi->rank(), mpi->localRank(), launcher.local_rank, launcher.launcher.c_str());
   }
   local_rank_ = mpi->localRank();
   local_size_ = mpi->localSize();
@@ -93,6 +99,26 @@ int World::defaultThreads() const {
   const int node_cpus = static_cast<int>(std::thread::hardware_concurrency());
   if (cpus >= node_cpus && local_size_ > 1) cpus /= local_size_;
   return std::max(1, cpus);
+}
+
+void exchangePeerNames(comm::Communicator& comm) {
+  if (comm.size() == 1) return;
+  constexpr int64_t kNameBytes = 96;
+  char host[64] = {0};
+  ::gethostname(host, sizeof(host) - 1);
+  const std::string mine = concat(host, ", pid ", ::getpid()).substr(0, kNameBytes - 1);
+  at::Tensor wire = at::zeros({kNameBytes}, at::kByte);
+  std::memcpy(wire.data_ptr(), mine.data(), mine.size());
+  at::Tensor all = comm.rank() == 0 ? at::zeros({comm.size() * kNameBytes}, at::kByte) : at::Tensor();
+  comm.gather(wire, all);
+  std::vector<std::string> names(static_cast<std::size_t>(comm.size()));
+  if (comm.rank() == 0) {
+    const auto* bytes = static_cast<const char*>(all.data_ptr());
+    for (int r = 0; r < comm.size(); ++r) names[static_cast<std::size_t>(r)] = std::string(bytes + r * kNameBytes);
+  }
+  names[0] = comm::broadcastText(comm, 0, names[0]);
+  names[static_cast<std::size_t>(comm.rank())] = mine;
+  comm.setPeerNames(std::move(names));
 }
 
 }  // namespace lrfind::runtime

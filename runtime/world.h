@@ -48,11 +48,15 @@ class World {
   int defaultThreads() const;
 
  private:
-  LauncherInfo launcher_;
   std::unique_ptr<comm::MpiEnvironment> mpi_;  // declared first: destroyed last
   std::unique_ptr<comm::Communicator> comm_;
   int local_rank_ = 0;
   int local_size_ = 1;
 };
+
+// Collective: rank 0 learns every rank's "host, pid N", the others rank 0's, and each
+// stores them with comm.setPeerNames(), so that stall warnings and timeouts name where a
+// rank runs.
+void exchangePeerNames(comm::Communicator& comm);
 
 }  // namespace lrfind::runtime

@@ -22,13 +22,6 @@ namespace {
 
 using namespace lrfind::testing;
 
-int linesStartingWith(const std::string& text, const std::string& prefix) {
-  int n = 0;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) n += line.rfind(prefix, 0) == 0 ? 1 : 0;
-  return n;
-}
-
 struct BadCase {
   std::string args;
   std::string expected;  // a piece of the one error line
@@ -75,6 +68,15 @@ std::vector<BadCase> makeBadInputs(const TempDir& dir) {
     std::vector<int32_t> x(100 * 8, 1);
     hid_t f = H5Fcreate(dir.file("int_x.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     writeDataset(f, "x", H5T_STD_I32LE, H5T_NATIVE_INT32, {100, 8}, x.data());
+    writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {100}, labels.data());
+    H5Fclose(f);
+  }
+  {  // 'x' is a group (holding the inputs), not a dataset
+    std::vector<float> x(100 * 8, 0.5f);
+    hid_t f = H5Fcreate(dir.file("group_x.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, "x", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    writeDataset(g, "pixels", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {100, 8}, x.data());
+    H5Gclose(g);
     writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {100}, labels.data());
     H5Fclose(f);
   }
@@ -128,6 +130,7 @@ std::vector<BadCase> makeBadInputs(const TempDir& dir) {
       {"--data d.h5 --x-key nope", "--x-key"},
       {"--data d.h5 --y-key nope", "--y-key"},
       {"--data int_x.h5", "int_x.h5"},
+      {"--data group_x.h5", "--data group_x.h5: 'x' is a group, not a dataset"},
       {"--model m.pt --data float_y.h5", "--loss cross_entropy needs integer class labels"},
       {"--model m.pt --data nan.h5", "NaN or Inf"},
       {"--model m.pt --data inf.h5", "NaN or Inf"},
@@ -158,7 +161,7 @@ void checkAll(const std::string& launcher, int ranks) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_EQ(r.code, 2) << args << ": " << r.err;
     // One line from lrfind_dist (mpirun adds its own banner about the exit code).
-    EXPECT_EQ(linesStartingWith(r.err, "lrfind_dist: "), 1) << args << ": " << r.err;
+    EXPECT_EQ(linesStartingWith(r.err, "lrfind_dist: ").size(), 1u) << args << ": " << r.err;
     if (ranks == 1) {
       EXPECT_EQ(lines(r.err), 1) << args << ": " << r.err;
     }

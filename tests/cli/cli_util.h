@@ -2,6 +2,7 @@
 // Helpers for the end-to-end tests of the lrfind_dist binary: run it (in the foreground
 // or as a background job to signal or kill), read what it wrote, make small inputs.
 
+#include <dirent.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -12,9 +13,11 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/script.h>
@@ -137,6 +140,75 @@ inline bool waitForSize(const std::string& path, std::uintmax_t bytes) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return false;
+}
+
+// The lines of `text` that start with `prefix`.
+inline std::vector<std::string> linesStartingWith(const std::string& text, const std::string& prefix) {
+  std::vector<std::string> found;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(prefix, 0) == 0) found.push_back(line);
+  }
+  return found;
+}
+
+// Pids of the processes whose command line mentions `marker` (the test's temp dir).
+inline std::set<pid_t> processesMentioning(const std::string& marker) {
+  std::set<pid_t> found;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return found;
+  while (dirent* entry = ::readdir(proc)) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
+    if (pid <= 0 || pid == ::getpid()) continue;
+    std::string cmdline = slurp("/proc/" + std::string(entry->d_name) + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(marker) != std::string::npos && cmdline.find("lrfind_dist") != std::string::npos) {
+      found.insert(pid);
+    }
+  }
+  ::closedir(proc);
+  return found;
+}
+
+// The pid of MPI rank `rank` among the lrfind_dist processes of this test.
+inline pid_t rankPid(const std::string& marker, int rank) {
+  for (pid_t pid : processesMentioning(marker)) {
+    std::string env = slurp("/proc/" + std::to_string(pid) + "/environ");
+    std::replace(env.begin(), env.end(), '\0', '\n');
+    if (env.find("\nOMPI_COMM_WORLD_RANK=" + std::to_string(rank) + "\n") != std::string::npos) return pid;
+  }
+  return -1;
+}
+
+// Whether `pid` has exited: gone, or a zombie (which holds no files or locks any more).
+// An exiting process loses its command line before its files, so a scan by command
+// line alone can miss one that still holds the results file's lock.
+inline bool exited(pid_t pid) {
+  const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  const auto paren = stat.rfind(") ");
+  if (paren == std::string::npos || paren + 2 >= stat.size()) return true;
+  const char state = stat[paren + 2];
+  if (state != 'Z' && state != 'X') return false;
+  // A killed thread-group leader turns zombie while its other threads still exit (and
+  // still hold the files): wait until it is the last one.
+  int tasks = 0;
+  if (DIR* dir = ::opendir(("/proc/" + std::to_string(pid) + "/task").c_str())) {
+    while (dirent* entry = ::readdir(dir)) tasks += entry->d_name[0] != '.' ? 1 : 0;
+    ::closedir(dir);
+  }
+  return tasks <= 1;
+}
+
+// Waits (at most `seconds`) until every process in `known`, and every lrfind_dist of
+// this test, has exited.
+inline bool allGone(const std::string& marker, std::set<pid_t> known, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  for (;;) {
+    for (pid_t pid : processesMentioning(marker)) known.insert(pid);
+    if (std::all_of(known.begin(), known.end(), exited)) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 }  // namespace lrfind::testing

@@ -1,15 +1,21 @@
 // Faults, end to end: signals stop the job within 10 s and keep its steps; a rank that
-// dies (kill -9) takes the job down within 30 s and leaves a readable <out>.partial;
-// non-finite losses and determinism. Every wait is bounded so that no test can hang CI.
+// dies (kill -9) takes the job down within 30 s and leaves a readable <out>.partial; a
+// full disk gives one line and keeps the steps flushed; non-finite losses and
+// determinism. Every wait is bounded so that no test can hang CI.
 
 #include <dirent.h>
+#include <sys/mount.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -23,65 +29,6 @@ using namespace lrfind::testing;
 
 // A sweep that runs for minutes unless stopped.
 const char* const kLongSweep = "--num-training 500000 --early-stop-threshold none --max-lr 1e-3 --plot '' ";
-
-// Pids of the processes whose command line mentions `marker` (the test's temp dir).
-std::set<pid_t> processesMentioning(const std::string& marker) {
-  std::set<pid_t> found;
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return found;
-  while (dirent* entry = ::readdir(proc)) {
-    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
-    if (pid <= 0 || pid == ::getpid()) continue;
-    std::string cmdline = slurp("/proc/" + std::string(entry->d_name) + "/cmdline");
-    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-    if (cmdline.find(marker) != std::string::npos && cmdline.find("lrfind_dist") != std::string::npos) {
-      found.insert(pid);
-    }
-  }
-  ::closedir(proc);
-  return found;
-}
-
-// The pid of MPI rank `rank` among the lrfind_dist processes of this test.
-pid_t rankPid(const std::string& marker, int rank) {
-  for (pid_t pid : processesMentioning(marker)) {
-    std::string env = slurp("/proc/" + std::to_string(pid) + "/environ");
-    std::replace(env.begin(), env.end(), '\0', '\n');
-    if (env.find("\nOMPI_COMM_WORLD_RANK=" + std::to_string(rank) + "\n") != std::string::npos) return pid;
-  }
-  return -1;
-}
-
-// Whether `pid` has exited: gone, or a zombie (which holds no files or locks any more).
-// An exiting process loses its command line before its files, so a scan by command
-// line alone can miss one that still holds the results file's lock.
-bool exited(pid_t pid) {
-  const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-  const auto paren = stat.rfind(") ");
-  if (paren == std::string::npos || paren + 2 >= stat.size()) return true;
-  const char state = stat[paren + 2];
-  if (state != 'Z' && state != 'X') return false;
-  // A killed thread-group leader turns zombie while its other threads still exit (and
-  // still hold the files): wait until it is the last one.
-  int tasks = 0;
-  if (DIR* dir = ::opendir(("/proc/" + std::to_string(pid) + "/task").c_str())) {
-    while (dirent* entry = ::readdir(dir)) tasks += entry->d_name[0] != '.' ? 1 : 0;
-    ::closedir(dir);
-  }
-  return tasks <= 1;
-}
-
-// Waits (at most `seconds`) until every process in `known`, and every lrfind_dist of
-// this test, has exited.
-bool allGone(const std::string& marker, std::set<pid_t> known, double seconds) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  for (;;) {
-    for (pid_t pid : processesMentioning(marker)) known.insert(pid);
-    if (std::all_of(known.begin(), known.end(), exited)) return true;
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
 
 // A signal to the job (the process itself, or mpirun) stops it within 10 s with exit
 // code 128 + signal (mpirun: non-zero); the partial file holds every step, marked
@@ -159,6 +106,97 @@ TEST(Faults, RankKilledAtAKnownStepEndsTwoRanks) { checkKilledRank(2, false); }
 TEST(Faults, RankKilledAtAKnownStepEndsFourRanks) { checkKilledRank(4, false); }
 TEST(Faults, KillMinusNineFromOutsideEndsTwoRanks) { checkKilledRank(2, true); }
 TEST(Faults, KillMinusNineFromOutsideEndsFourRanks) { checkKilledRank(4, true); }
+
+// A small tmpfs mounted for one test and unmounted when it ends, passed or not.
+class SmallTmpfs {
+ public:
+  // Mounts `bytes` of tmpfs at `dir` (created); why() says why not when mounted() is false.
+  SmallTmpfs(const std::string& dir, std::size_t bytes) : dir_(dir) {
+    if (::geteuid() != 0) {
+      why_ = "mounting a tmpfs needs root";
+      return;
+    }
+    std::filesystem::create_directories(dir_);
+    const std::string options = "size=" + std::to_string(bytes);
+    if (::mount("tmpfs", dir_.c_str(), "tmpfs", 0, options.c_str()) != 0) {
+      why_ = "mount -t tmpfs -o " + options + " " + dir_ + " failed: " + std::strerror(errno) +
+             " (a container without CAP_SYS_ADMIN?)";
+      return;
+    }
+    mounted_ = true;
+  }
+  ~SmallTmpfs() {
+    if (mounted_ && ::umount2(dir_.c_str(), 0) != 0) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  SmallTmpfs(const SmallTmpfs&) = delete;
+  SmallTmpfs& operator=(const SmallTmpfs&) = delete;
+  bool mounted() const { return mounted_; }
+  const std::string& why() const { return why_; }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+  std::string why_;
+};
+
+std::vector<std::string> linesOf(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// --out on a file system that fills up during the sweep (a 200 KiB tmpfs; a step adds
+// about 40 bytes to the results, so 20000 steps need about 800 KiB): exit code 1, one
+// line that names the file and the OS error, no HDF5 error stack, and <out>.partial
+// opens and holds every step flushed before, as many as the line says.
+void checkDiskFull(const std::string& launcher) {
+  TempDir dir;
+  SmallTmpfs disk(dir.file("small"), 200 * 1024);
+  if (!disk.mounted()) GTEST_SKIP() << disk.why();
+  const std::string out = dir.file("small/r.h5");
+  const double min_lr = 1e-7, max_lr = 1e-3;
+  const int64_t num_training = 20000;
+  const auto r = runCli(dir,
+                        "--num-training " + std::to_string(num_training) + " --min-lr 1e-7 --max-lr 1e-3 "
+                        "--batch-size 8 --early-stop-threshold none --plot '' --out '" + out + "'",
+                        launcher);
+  EXPECT_EQ(r.code, 1) << r.err;
+  std::vector<std::string> errors;
+  for (const auto& line : linesOf(r.err)) {
+    if (line.rfind("lrfind_dist: error: ", 0) == 0) errors.push_back(line);
+    EXPECT_EQ(line.find("HDF5-DIAG"), std::string::npos) << "an HDF5 error stack: " << line;
+    EXPECT_EQ(line.find("#000:"), std::string::npos) << "an HDF5 error stack: " << line;
+    EXPECT_EQ(line.find("warning"), std::string::npos) << line;
+  }
+  ASSERT_EQ(errors.size(), 1u) << r.err;
+  const std::string& error = errors[0];
+  EXPECT_NE(error.find("No space left on device"), std::string::npos) << error;
+  EXPECT_NE(error.find(out + ".partial"), std::string::npos) << "the line names the file: " << error;
+  EXPECT_LT(error.size(), 400u) << error;
+  EXPECT_FALSE(std::filesystem::exists(out));
+
+  const auto d = runtime::readResults(out + ".partial");
+  EXPECT_EQ(d.numbers.at("complete"), 0);
+  ASSERT_GE(d.lr.size(), 1u);
+  EXPECT_LT(static_cast<int64_t>(d.lr.size()), num_training);
+  EXPECT_EQ(d.numbers.at("steps_completed"), static_cast<double>(d.lr.size()));
+  EXPECT_NE(error.find("after " + std::to_string(d.lr.size()) + " steps"), std::string::npos)
+      << "the line and the file agree on the steps kept: " << error;
+  // Every row kept is a real step, none half written: the schedule computed here, and
+  // losses that are there.
+  ASSERT_EQ(d.loss_raw.size(), d.lr.size());
+  ASSERT_EQ(d.loss_per_rank.size(), d.lr.size());
+  for (std::size_t k = 0; k < d.lr.size(); ++k) {
+    const double expected = min_lr * std::pow(max_lr / min_lr, double(k) / double(num_training - 1));
+    ASSERT_NEAR(d.lr[k], expected, 1e-9 * expected) << "step " << k;
+    ASSERT_GT(d.loss_raw[k], 0.0) << "step " << k;
+    ASSERT_TRUE(std::isfinite(d.loss_raw[k])) << "step " << k;
+  }
+}
+
+TEST(Faults, DiskFullGivesOneLineAndKeepsTheFlushedSteps) { checkDiskFull(""); }
+TEST(Faults, DiskFullUnderMpirunGivesOneLine) { checkDiskFull(mpirun(2)); }
 
 // The same command and seed give bit-identical curves, run to run, at 1 and 2 ranks.
 TEST(Determinism, SameSeedSameBits) {

@@ -148,6 +148,28 @@ TEST(Hdf5Dataset, RejectsBadFilesWithOneClearLine) {
          writeDataset(f, "y", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4}, y.data());
        },
        "dataset 'y' holds NaN or Inf"},
+      {"group_x",
+       [](hid_t f) {
+         // As h5py writes f.create_group('x') and x['pixels'] = ...: a group where the
+         // inputs should be. Bad input (exit code 2), not an I/O failure.
+         const hid_t g = H5Gcreate2(f, "x", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+         writeDataset(g, "pixels", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
+         H5Gclose(g);
+         writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
+       },
+       "'x' is a group, not a dataset (it holds: pixels); name a dataset with --x-key, e.g. --x-key x/pixels"},
+      {"group_y",
+       [](hid_t f) {
+         writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
+         H5Gclose(H5Gcreate2(f, "y", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+       },
+       "'y' is a group, not a dataset (it holds: nothing); name a dataset with --y-key"},
+      {"dangling_x",
+       [](hid_t f) {
+         H5Lcreate_soft("/nowhere", f, "x", H5P_DEFAULT, H5P_DEFAULT);
+         writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
+       },
+       "'x' cannot be opened ("},
       {"uint8_labels",
        [](hid_t f) {
          writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());

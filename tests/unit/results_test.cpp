@@ -1,6 +1,11 @@
 #include "runtime/results.h"
 
+#include <sys/resource.h>
+
+#include <cerrno>
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -8,6 +13,7 @@
 
 #include "common/error.h"
 #include "finder/suggest.h"
+#include "runtime/hdf5_handle.h"
 #include "test_util.h"
 
 namespace lrfind::runtime {
@@ -158,6 +164,103 @@ TEST(Results, ErrorEndStaysPartial) {
   EXPECT_EQ(d.numbers.at("complete"), 0);
   EXPECT_EQ(d.strings.at("stop_reason"), "error");
   EXPECT_EQ(d.strings.at("error"), "rank 1, step 3: bad batch");
+}
+
+// A write that fails inside HDF5 (here: past RLIMIT_FSIZE, "File too large"; on a
+// cluster an I/O error or a quota) ends in one IoError line that names the file and the
+// OS error in strerror's words, nothing on stderr (no HDF5 stack, no warnings), and the
+// same error again from later calls. (A full disk is caught before HDF5 writes:
+// Faults.DiskFullGivesOneLineAndKeepsTheFlushedSteps mounts a small tmpfs for it.)
+TEST(Results, FailedWriteGivesOneLineWithTheOsError) {
+  TempDir dir;
+  const auto out = dir.file("r.h5");
+  const auto o = options();
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto* const saved_handler = std::signal(SIGXFSZ, SIG_IGN);  // write() then fails with EFBIG
+  ::testing::internal::CaptureStderr();
+  std::string first, again;
+  int64_t steps = 0;
+  {
+    ResultsWriter w(out, info());
+    w.onStart(o, 2);
+    rlimit small = saved;
+    small.rlim_cur = 64 * 1024;
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+    finder::StepRecord rec;
+    rec.loss_per_rank = {1.0, 1.0};
+    try {
+      for (; steps < 1000000; ++steps) {
+        rec.step = steps;
+        rec.lr = rec.loss = rec.loss_raw = 1.0;
+        w.onStep(rec);
+      }
+    } catch (const IoError& e) {
+      first = e.what();
+    }
+    try {
+      w.onStep(rec);
+    } catch (const IoError& e) {
+      again = e.what();
+    }
+  }  // the destructor closes what is left, quietly
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &saved), 0);
+  std::signal(SIGXFSZ, saved_handler);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+
+  ASSERT_FALSE(first.empty()) << "64 KiB must not hold " << steps << " steps";
+  EXPECT_GT(steps, 0) << "the first steps fit";
+  EXPECT_NE(first.find(partialPath(out)), std::string::npos) << first;
+  EXPECT_NE(first.find(std::strerror(EFBIG)), std::string::npos) << first;
+  EXPECT_EQ(first.find('\n'), std::string::npos) << first;
+  EXPECT_LT(first.size(), 300u) << "the cause, not HDF5's whole stack: " << first;
+  EXPECT_EQ(again, first) << "later calls say the same";
+  EXPECT_EQ(err, "") << "nothing on stderr: no HDF5 stack, no warnings about closing";
+}
+
+// The innermost entry of HDF5's error stack is the cause; an OS error in it comes out
+// in strerror's words.
+TEST(Hdf5Errors, CauseIsTheInnermostEntryAndItsOsError) {
+  // The driver's message on a full disk, as HDF5 1.10 writes it (two lines).
+  const std::string enospc =
+      "file write failed: time = Sun Nov 29 13:24:24 2026\n, filename = '/mnt/r.h5.partial', file descriptor = 3, "
+      "errno = 28, error message = 'No space left on device', buf = 0x7fc1ac08c4e0, total write size = 1640, "
+      "bytes this sub-write = 1640, bytes actually written = 18446744073709551615, offset = 0";
+  const h5::Cause full = h5::causeOf(enospc);
+  EXPECT_EQ(full.os_error, ENOSPC);
+  EXPECT_EQ(full.text, std::strerror(ENOSPC));
+  EXPECT_EQ(h5::causeOf("file read failed: errno = 5, error message = 'Input/output error'").text,
+            std::strerror(EIO));
+  const h5::Cause truncated = h5::causeOf("truncated file: eof = 1024,\n  sblock->base_addr = 0, stored_eof = 2048");
+  EXPECT_EQ(truncated.os_error, 0);
+  EXPECT_EQ(truncated.text, "truncated file: eof = 1024, sblock->base_addr = 0, stored_eof = 2048");
+  EXPECT_EQ(h5::causeOf("errno = 0, nothing").os_error, 0);
+
+  // A real stack: opening a file that is not there.
+  h5::silenceErrors();
+  TempDir dir;
+  const std::string missing = dir.file("missing.h5");
+  try {
+    h5::file(H5Fopen(missing.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open " + missing);
+    FAIL() << "opened a file that does not exist";
+  } catch (const h5::Failure& e) {
+    EXPECT_EQ(e.cause().os_error, ENOENT);
+    EXPECT_EQ(std::string(e.what()), "open " + missing + ": " + std::strerror(ENOENT));
+  }
+  // And one without an OS error: a file cut short.
+  const std::string cut = dir.file("cut.h5");
+  lrfind::testing::writeClassification(cut, 512, 16, 4);
+  std::filesystem::resize_file(cut, std::filesystem::file_size(cut) / 2);
+  try {
+    h5::file(H5Fopen(cut.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open " + cut);
+    FAIL() << "opened a truncated file";
+  } catch (const h5::Failure& e) {
+    EXPECT_EQ(e.cause().os_error, 0);
+    EXPECT_NE(e.cause().text.find("truncated file"), std::string::npos) << e.what();
+    EXPECT_EQ(e.cause().text.find('\n'), std::string::npos) << e.what();
+  }
+  // The stack was taken: nothing is left on it for the next call to report.
+  EXPECT_EQ(h5::takeCause().text, "no HDF5 error details");
 }
 
 TEST(Results, OutputPathChecks) {
