@@ -164,6 +164,12 @@ struct MpiCommunicator::Impl {
   static constexpr auto kSilent = std::chrono::seconds(2);  // 8 heartbeats missed
 
   MpiComm comm;
+  // Announcements travel on a communicator of their own that is never freed: rank 0
+  // reads them only while it waits, so some are always left unread, and a message left
+  // on a freed communicator reaches the next one that MPI gives the same context id,
+  // where Open MPI then mismatched that communicator's own messages (seen: a wrong
+  // allreduce and a hang). MPI_Finalize releases it.
+  MPI_Comm announce_comm = MPI_COMM_NULL;
   int rank = 0;
   int64_t allreduces = 0;  // allreduce calls so far on this rank
   // Rank 0: each rank's latest announced allreduce and when it was last heard from.
@@ -174,28 +180,31 @@ struct MpiCommunicator::Impl {
   Clock::time_point last_announced{};
   at::Tensor scratch;  // the allreduce's receive buffer, kept between calls
 
-  ~Impl() {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (finalized) return;
-    // An 8-byte message goes out eagerly: by now it has left, and its request only
-    // waits to be completed. Freeing it lets MPI finish it without us.
-    for (auto& [request, number] : announcements) {
-      if (request != MPI_REQUEST_NULL) MPI_Request_free(&request);
-    }
-  }
-
-  void announce() {
+  void announce(int64_t value) {
     while (!announcements.empty()) {  // completed sends are dropped
       int flag = 0;
       LRFIND_MPI_CHECK(MPI_Test(&announcements.front().first, &flag, MPI_STATUS_IGNORE));
       if (flag == 0) break;
       announcements.pop_front();
     }
-    announcements.emplace_back(MPI_REQUEST_NULL, allreduces);
+    announcements.emplace_back(MPI_REQUEST_NULL, value);
     auto& sent = announcements.back();
-    LRFIND_MPI_CHECK(MPI_Isend(&sent.second, 1, MPI_INT64_T, 0, kAnnounceTag, comm.get(), &sent.first));
+    LRFIND_MPI_CHECK(MPI_Isend(&sent.second, 1, MPI_INT64_T, 0, kAnnounceTag, announce_comm, &sent.first));
     last_announced = Clock::now();
+  }
+
+  // Announcements that are still on their way when the communicator goes: their sends
+  // are completed (an 8-byte message leaves at once) or given up to MPI.
+  ~Impl() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;
+    for (auto& [request, value] : announcements) {
+      int flag = 0;
+      if (request != MPI_REQUEST_NULL && MPI_Test(&request, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && !flag) {
+        MPI_Request_free(&request);
+      }
+    }
   }
 
   // Rank 0: reads every announcement that has arrived.
@@ -205,11 +214,11 @@ struct MpiCommunicator::Impl {
     for (;;) {
       int flag = 0;
       MPI_Status status;
-      LRFIND_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kAnnounceTag, comm.get(), &flag, &status));
+      LRFIND_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kAnnounceTag, announce_comm, &flag, &status));
       if (flag == 0) return;
       int64_t number = 0;
       LRFIND_MPI_CHECK(
-          MPI_Recv(&number, 1, MPI_INT64_T, status.MPI_SOURCE, kAnnounceTag, comm.get(), MPI_STATUS_IGNORE));
+          MPI_Recv(&number, 1, MPI_INT64_T, status.MPI_SOURCE, kAnnounceTag, announce_comm, MPI_STATUS_IGNORE));
       const auto r = static_cast<std::size_t>(status.MPI_SOURCE);
       announced[r] = std::max(announced[r], number);
       heard[r] = Clock::now();
@@ -238,7 +247,7 @@ struct MpiCommunicator::Impl {
           if (rank == 0) {
             readAnnouncements(owner.size());
           } else if (Clock::now() - last_announced > kHeartbeat) {
-            announce();
+            announce(allreduces);
           }
           bool all = true;
           for (int i = 0; i < count; ++i) {
@@ -304,19 +313,13 @@ MpiCommunicator::MpiCommunicator(void* parent) : impl_(std::make_unique<Impl>())
   LRFIND_MPI_CHECK(MPI_Comm_rank(comm, &rank_));
   LRFIND_MPI_CHECK(MPI_Comm_size(comm, &size_));
   impl_->rank = rank_;
+  LRFIND_MPI_CHECK(MPI_Comm_dup(comm, &impl_->announce_comm));
   const MpiComm node = MpiComm::splitShared(comm, rank_);
   LRFIND_MPI_CHECK(MPI_Comm_rank(node.get(), &local_rank_));
   LRFIND_MPI_CHECK(MPI_Comm_size(node.get(), &local_size_));
 }
 
 MpiCommunicator::~MpiCommunicator() = default;
-
-namespace {
-
-// One tag for the gather's point-to-point messages: MPI keeps messages between two
-// ranks with one tag in order, so successive gathers cannot mix.
-
-}  // namespace
 
 void MpiCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions& opts) {
   const int n = count(tensor);
@@ -328,7 +331,7 @@ void MpiCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions& opts
   }
   Impl& impl = *impl_;
   const int64_t number = ++impl.allreduces;
-  if (rank_ != 0) impl.announce();
+  if (rank_ != 0) impl.announce(number);
   const auto missing = [&] {
     const std::vector<int> ranks = rank_ == 0 ? impl.missing(number) : std::vector<int>();
     // Everyone arrived and nobody fell silent, and yet it does not finish: say so.

@@ -15,10 +15,13 @@ constexpr auto kSpin = std::chrono::milliseconds(20);
 constexpr auto kFirstPause = std::chrono::microseconds(50);
 constexpr auto kLongestPause = std::chrono::milliseconds(2);
 
+// "300", "60", "0.3": tenths of a second, without a trailing ".0".
 std::string seconds(Clock::duration d) {
   char text[32];
-  std::snprintf(text, sizeof text, "%.0f", std::chrono::duration<double>(d).count());
-  return text;
+  std::snprintf(text, sizeof text, "%.1f", std::chrono::duration<double>(d).count());
+  std::string out = text;
+  if (out.size() > 2 && out.compare(out.size() - 2, 2, ".0") == 0) out.resize(out.size() - 2);
+  return out;
 }
 
 }  // namespace

@@ -101,7 +101,7 @@ std::optional<Fault> faultToInject() {
   if (fields == 3) f.kind = kind;
   if (fields < 2 || (!at_start && (end == where || *end != '\0' || step < 0)) ||
       (f.kind != "throw" && f.kind != "kill" && f.kind != "stall")) {
-    throw comm::Agreed<InputError>(concat("LRFIND_FAULT_INJECT must be <rank>:<step|start>[:kill|:stall], got \"",
+    throw comm::Agreed<InputError>(concat("LRFIND_FAULT_INJECT must be <rank>:<step|start>[:throw|:kill|:stall], got \"",
                                           spec, "\""));
   }
   f.step = at_start ? -1 : step;
@@ -338,9 +338,12 @@ comm::WaitPolicy waitPolicy(const RunConfig& c, int rank) {
   using std::chrono::milliseconds;
   comm::WaitPolicy policy;
   const auto timeout = milliseconds(static_cast<int64_t>(c.comm_timeout_s * 1000));
-  policy.timeout = rank == 0 ? timeout : timeout + std::min<milliseconds>(timeout, kRootGrace);
+  const milliseconds grace = rank == 0 ? milliseconds(0) : std::min<milliseconds>(timeout, kRootGrace);
+  policy.timeout = timeout + grace;
   policy.stall_warning = milliseconds(static_cast<int64_t>(c.stall_warning_s * 1000));
-  policy.timeout_option = "--comm-timeout";
+  policy.timeout_option = grace.count() == 0 ? std::string("--comm-timeout")
+                                             : concat("--comm-timeout, plus ", grace.count() / 1000.0,
+                                                      " s left to rank 0 to report");
   if (rank == 0) {
     policy.on_stall = [](const std::string& what) { std::fprintf(stderr, "lrfind_dist: warning: %s\n", what.c_str()); };
   }

@@ -1,9 +1,14 @@
 // Agreement across real ranks (comm/agreement.h over MpiCommunicator): every rank
 // throws the same agreed exception, typed by the lowest failing rank's kind.
 
+#include <mpi.h>
+
+#include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include "comm/agreement.h"
@@ -52,6 +57,39 @@ TEST(MpiAgreement, BroadcastTextFromTheLastRank) {
   MpiCommunicator comm;
   const int last = comm.size() - 1;
   EXPECT_EQ(broadcastText(comm, last, comm.rank() == last ? "from the last" : ""), "from the last");
+}
+
+// A rank that never joins a gather is named by the root's timeout (per-rank receives),
+// with where it runs; the late rank joins afterwards so that nothing stays pending.
+TEST(MpiWait, GatherTimeoutNamesTheMissingRank) {
+  MpiCommunicator comm;
+  WaitPolicy policy;
+  policy.timeout = std::chrono::seconds(2);
+  policy.timeout_option = "the test's timeout";
+  comm.setWaitPolicy(policy);
+  std::vector<std::string> names;
+  for (int r = 0; r < comm.size(); ++r) names.push_back("host" + std::to_string(r) + ", pid " + std::to_string(r));
+  comm.setPeerNames(names);
+  comm.setLabel("step 5");
+  const int late = comm.size() - 1;
+  at::Tensor mine = at::full({2}, comm.rank(), at::kLong);
+  at::Tensor all = comm.rank() == 0 ? at::zeros({2 * comm.size()}, at::kLong) : at::Tensor();
+  MPI_Barrier(MPI_COMM_WORLD);  // everyone but `late` is there well within the timeout
+  if (comm.rank() == 0) {
+    try {
+      comm.gather(mine, all);
+      ADD_FAILURE() << "expected a timeout";
+    } catch (const CommTimeout& e) {
+      EXPECT_EQ(std::string(e.what()), "step 5: rank " + std::to_string(late) + " (host" + std::to_string(late) +
+                                           ", pid " + std::to_string(late) +
+                                           ") did not answer within 2 s (the test's timeout)");
+    }
+  } else if (comm.rank() != late) {
+    comm.gather(mine, all);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (comm.rank() == late) comm.gather(mine, all);  // matches the root's abandoned receive
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 }  // namespace

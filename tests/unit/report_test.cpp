@@ -17,32 +17,13 @@
 
 #include "finder/suggest.h"
 #include "runtime/format.h"
+#include "unit/run_fixture.h"
 
 namespace lrfind::runtime {
 namespace {
 
-finder::SweepOptions options() {
-  finder::SweepOptions o;
-  o.min_lr = 1e-4;
-  o.max_lr = 1;
-  o.num_training = 30;
-  o.skip_begin = 2;
-  return o;
-}
-
-RunInfo info() {
-  RunInfo i;
-  i.model = "mlp";
-  i.data = "synthetic";
-  i.optimizer = "sgd";
-  i.loss_fn = "cross_entropy";
-  i.device = "cpu";
-  i.batch_size = 16;
-  i.global_batch_size = 32;
-  i.seed = 9;
-  i.world_size = 2;
-  return i;
-}
+finder::SweepOptions options() { return testing::sampleOptions(); }
+RunInfo info() { return testing::sampleRunInfo(); }
 
 // 30 steps over min_lr..min_lr*1e4 with the losses `loss(k)`, and every suggestion.
 template <typename F>

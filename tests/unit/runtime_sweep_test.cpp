@@ -22,7 +22,6 @@ namespace {
 using finder::StopReason;
 using testing::Snapshot;
 using testing::SweepTask;
-using testing::warmUp;
 
 TEST(Sweep, LossFallsThenDiverges) {
   // On runtime's synthetic set and batches, for which the 0.5 below holds (by a small
@@ -54,15 +53,7 @@ TEST(Sweep, RestoresEveryBuiltInOptimizer) {
     cfg.lr = 1e-3;
     if (name == "sgd" || name == "rmsprop") cfg.momentum = 0.9;
     auto opt = runtime::makeOptimizer(t.model->parameters(), cfg);
-    warmUp(t, *opt, 2);
-    const Snapshot before(*t.model, *opt);
-    ASSERT_FALSE(before.opt_state.empty()) << name;
-    auto batches = t.batches();
-    finder::SweepOptions o;
-    o.num_training = 20;
-    finder::runSweep(*t.model, *opt, batches, t.loss, o);
-    SCOPED_TRACE(name);
-    before.expectEqual(*t.model, *opt);
+    testing::expectSweepRestores(t, *opt, name);
   }
 }
 

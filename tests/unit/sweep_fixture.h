@@ -23,6 +23,7 @@
 
 #include "finder/model.h"
 #include "finder/state_guard.h"
+#include "finder/sweep.h"
 
 namespace lrfind::testing {
 
@@ -226,6 +227,19 @@ inline void warmUp(SweepTask& t, torch::optim::Optimizer& opt, int steps) {
     t.loss(t.model->forward(b.input), b.target).backward();
     opt.step();
   }
+}
+
+// Warms `opt` up, sweeps 20 steps and expects the model and `opt` exactly as before.
+inline void expectSweepRestores(SweepTask& t, torch::optim::Optimizer& opt, const std::string& name) {
+  warmUp(t, opt, 2);
+  const Snapshot before(*t.model, opt);
+  ASSERT_FALSE(before.opt_state.empty()) << name;
+  auto batches = t.batches();
+  finder::SweepOptions o;
+  o.num_training = 20;
+  finder::runSweep(*t.model, opt, batches, t.loss, o);
+  SCOPED_TRACE(name);
+  before.expectEqual(*t.model, opt);
 }
 
 }  // namespace lrfind::testing

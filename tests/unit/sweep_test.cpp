@@ -86,15 +86,7 @@ TEST(Sweep, RestoresEveryLibTorchOptimizer) {
     SweepTask t;
     auto opt = testing::makeLibTorchOptimizer(name, t.model->parameters(), 1e-3);
     ASSERT_NE(opt, nullptr) << name;
-    warmUp(t, *opt, 2);
-    const Snapshot before(*t.model, *opt);
-    ASSERT_FALSE(before.opt_state.empty()) << name;
-    auto batches = t.batches();
-    finder::SweepOptions o;
-    o.num_training = 20;
-    finder::runSweep(*t.model, *opt, batches, t.loss, o);
-    SCOPED_TRACE(name);
-    before.expectEqual(*t.model, *opt);
+    testing::expectSweepRestores(t, *opt, name);
   }
 }
 

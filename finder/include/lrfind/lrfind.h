@@ -20,8 +20,10 @@
 // averaged (CPU tensors), rank 0 decides when to stop, and every rank returns the same
 // lr and stop reason (the loss curve on rank 0).
 //
-// Errors: std::invalid_argument for bad options; std::runtime_error for everything else
-// (a failing batch or loss, a failure on another rank). Not thread-safe: one call at a
+// Errors: std::invalid_argument for bad options (naming the Options field, e.g.
+// "min_lr"); std::runtime_error for everything else (a failing batch or loss, a failure
+// on another rank, or another rank that did not answer within 300 s: after that the
+// ranks no longer agree on anything, so end the process). Not thread-safe: one call at a
 // time per module and optimizer.
 
 #include <cstdint>
