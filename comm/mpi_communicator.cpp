@@ -149,6 +149,8 @@ constexpr int kGatherTag = 7001;
 constexpr int kAnnounceTag = 7002;  // allreduce announcements and heartbeats to rank 0
 constexpr int kRingTag = 7003;      // allreduce
 constexpr int kBroadcastTag = 7004;
+// Up to this size a power-of-two world reduces by recursive doubling, above it by ring.
+constexpr int64_t kDoublingBytes = 256 << 10;
 
 }  // namespace
 
@@ -338,39 +340,57 @@ void MpiCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions& opts
     return ranks.empty() ? std::string("the other ranks (allreduce)")
                          : concat(describeRanks(ranks, peerNames()), " (allreduce)");
   };
-  // A ring over point-to-point messages (reduce-scatter, then allgather: 2(W-1) steps,
-  // each moving 1/W of the tensor to the right-hand neighbour). Open MPI's MPI_Iallreduce
+  // Point-to-point algorithms finished by bounded waits. Open MPI's MPI_Iallreduce
   // (libnbc) measured 1.25x slower than the blocking MPI_Allreduce on a 7.45 MB gradient
-  // at np 2; the ring is as fast as the blocking call (tests/bench/bounded_wait.cpp).
+  // at np 2 (tests/bench/bounded_wait.cpp); these are as fast as the blocking call.
+  // Every rank ends with the same bits: each sum is formed once and sent (ring), or
+  // formed from the same two operands on both sides of a commutative op (doubling).
   const int64_t numel = tensor.numel();
   at::Tensor flat = tensor.view({-1});
+  const bool doubling = (size_ & (size_ - 1)) == 0 && numel * tensor.element_size() <= kDoublingBytes;
+  const int64_t scratch_numel = doubling ? numel : (numel + size_ - 1) / size_;
+  if (!impl.scratch.defined() || impl.scratch.scalar_type() != tensor.scalar_type() ||
+      impl.scratch.numel() < scratch_numel) {
+    impl.scratch = at::empty({scratch_numel}, tensor.options());
+  }
+  // One step: send `out` to `to`, receive into `in` from `from`.
+  const auto exchange = [&](const at::Tensor& out, int to, const at::Tensor& in, int from) {
+    MPI_Request requests[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+    LRFIND_MPI_CHECK(MPI_Irecv(in.data_ptr(), static_cast<int>(in.numel()), type, from, kRingTag, impl.comm.get(),
+                               &requests[0]));
+    LRFIND_MPI_CHECK(MPI_Isend(out.data_ptr(), static_cast<int>(out.numel()), type, to, kRingTag, impl.comm.get(),
+                               &requests[1]));
+    impl.finish(*this, requests, 2, missing);
+  };
+  if (doubling) {
+    // Small tensors, a power-of-two world: log2(W) steps of whole-tensor exchanges with
+    // the partner rank ^ 2^k (latency, not bandwidth, is what counts here).
+    at::Tensor incoming = impl.scratch.narrow(0, 0, numel);
+    for (int mask = 1; mask < size_; mask <<= 1) {
+      const int partner = rank_ ^ mask;
+      exchange(flat, partner, incoming, partner);
+      at::Tensor target = flat;
+      reduceInto(target, incoming, opts.op);
+    }
+    return;
+  }
+  // A ring (reduce-scatter, then allgather: 2(W-1) steps, each moving 1/W of the tensor
+  // to the right-hand neighbour): bandwidth-optimal for large gradients.
   const auto piece = [&](int i) {
     const int64_t begin = numel * i / size_, end = numel * (i + 1) / size_;
     return flat.narrow(0, begin, end - begin);
   };
-  const int64_t largest = (numel + size_ - 1) / size_;
-  if (!impl.scratch.defined() || impl.scratch.scalar_type() != tensor.scalar_type() ||
-      impl.scratch.numel() < largest) {
-    impl.scratch = at::empty({largest}, tensor.options());
-  }
   const int right = (rank_ + 1) % size_, left = (rank_ + size_ - 1) % size_;
   const auto mod = [&](int i) { return ((i % size_) + size_) % size_; };
-  // One step: send piece `out` to the right, receive into `in` from the left.
-  const auto exchange = [&](const at::Tensor& out, const at::Tensor& in) {
-    MPI_Request requests[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-    LRFIND_MPI_CHECK(MPI_Irecv(in.data_ptr(), static_cast<int>(in.numel()), type, left, kRingTag, impl.comm.get(),
-                               &requests[0]));
-    LRFIND_MPI_CHECK(MPI_Isend(out.data_ptr(), static_cast<int>(out.numel()), type, right, kRingTag,
-                               impl.comm.get(), &requests[1]));
-    impl.finish(*this, requests, 2, missing);
-  };
   for (int step = 0; step + 1 < size_; ++step) {
     at::Tensor mine = piece(mod(rank_ - step - 1));
     at::Tensor incoming = impl.scratch.narrow(0, 0, mine.numel());
-    exchange(piece(mod(rank_ - step)), incoming);
+    exchange(piece(mod(rank_ - step)), right, incoming, left);
     reduceInto(mine, incoming, opts.op);
   }
-  for (int step = 0; step + 1 < size_; ++step) exchange(piece(mod(rank_ + 1 - step)), piece(mod(rank_ - step)));
+  for (int step = 0; step + 1 < size_; ++step) {
+    exchange(piece(mod(rank_ + 1 - step)), right, piece(mod(rank_ - step)), left);
+  }
 }
 
 void MpiCommunicator::broadcast(at::Tensor& tensor, const BroadcastOptions& opts) {
