@@ -33,6 +33,25 @@ TEST_F(MpiComm, AllreduceSumMinMaxByHand) {
   EXPECT_EQ(l[1].item<int64_t>(), 10 - (w - 1));
 }
 
+// Past 256 KiB the allreduce is a ring (reduce-scatter, allgather) instead of recursive
+// doubling: by hand again, on a length that W does not divide, and the same bits on
+// every rank.
+TEST_F(MpiComm, LargeAllreduceByHandAndTheSameBitsEverywhere) {
+  const int64_t n = 100003;  // 400 KB of float32
+  at::Tensor f = at::arange(n, at::kFloat) * 1e-3f + static_cast<float>(r);
+  comm.allreduce(f);
+  const at::Tensor expected = at::arange(n, at::kFloat) * 1e-3f * static_cast<float>(w) + w * (w - 1) / 2.0f;
+  EXPECT_TRUE(at::allclose(f, expected, 1e-5, 1e-3));
+  at::Tensor first = f.clone();
+  comm.broadcast(first);
+  EXPECT_TRUE(at::equal(f, first)) << "rank " << r << " holds other bits than rank 0";
+  at::Tensor m = at::full({n}, static_cast<double>(r), at::kDouble);
+  m[n - 1] = -static_cast<double>(r);
+  comm.allreduce(m, AllreduceOptions{ReduceOp::kMax});
+  EXPECT_EQ(m[0].item<double>(), w - 1);
+  EXPECT_EQ(m[n - 1].item<double>(), 0.0);
+}
+
 TEST_F(MpiComm, BroadcastFromEveryRoot) {
   for (int root = 0; root < w; ++root) {
     at::Tensor t = at::full({4}, static_cast<double>(r == root ? 100 + root : -1), at::kDouble);
