@@ -26,6 +26,19 @@ std::string broadcastText(Communicator& comm, int root, const std::string& text)
   return std::string(static_cast<const char*>(buffer.data_ptr()));
 }
 
+std::vector<std::string> gatherText(Communicator& comm, int root, const std::string& text) {
+  at::Tensor mine = at::zeros({kGatherTextBytes}, at::kByte);
+  std::memcpy(mine.data_ptr(), text.data(), std::min<std::size_t>(text.size(), kGatherTextBytes - 1));
+  const bool is_root = comm.rank() == root;
+  at::Tensor all = is_root ? at::zeros({comm.size() * kGatherTextBytes}, at::kByte) : at::Tensor();
+  comm.gather(mine, all, GatherOptions{root});
+  std::vector<std::string> texts;
+  if (!is_root) return texts;
+  const auto* bytes = static_cast<const char*>(all.data_ptr());
+  for (int r = 0; r < comm.size(); ++r) texts.emplace_back(bytes + static_cast<std::ptrdiff_t>(r) * kGatherTextBytes);
+  return texts;
+}
+
 void agreeOnSuccess(Communicator& comm, const std::function<void()>& body) {
   FailureKind kind = FailureKind::kNone;
   std::string message;

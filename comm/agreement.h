@@ -13,6 +13,7 @@
 #include <exception>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "common/error.h"
@@ -53,6 +54,12 @@ FailureKind failureKind(const std::exception& e);
 // error messages that one rank knows and every rank must print.
 constexpr int kMaxTextBytes = 1024;
 std::string broadcastText(Communicator& comm, int root, const std::string& text);
+
+// Every rank calls it; `root` returns every rank's `text`, cut to kGatherTextBytes - 1
+// bytes, in rank order (the others: an empty vector). For what each rank knows of
+// itself and root must compare or name: host and pid, the GPU it runs on.
+constexpr int kGatherTextBytes = 128;
+std::vector<std::string> gatherText(Communicator& comm, int root, const std::string& text);
 
 // Runs `body` on every rank and makes the ranks agree on its outcome: if it threw on
 // any rank, every rank throws the same exception type (Agreed<InputError> or

@@ -239,6 +239,18 @@ struct MpiCommunicator::Impl {
     return late.empty() ? silent : late;
   }
 
+  // A root's one request per rank (MPI_REQUEST_NULL for itself), finished; the ranks
+  // whose request is still out are the ones a warning or a timeout names.
+  void finishPerRank(const Communicator& owner, std::vector<MPI_Request>& requests, const char* what) {
+    finish(owner, requests.data(), static_cast<int>(requests.size()), [&] {
+      std::vector<int> missing;
+      for (std::size_t r = 0; r < requests.size(); ++r) {
+        if (requests[r] != MPI_REQUEST_NULL) missing.push_back(static_cast<int>(r));
+      }
+      return concat(describeRanks(missing, owner.peerNames()), what);
+    });
+  }
+
   // Completes `requests` within `owner`'s wait policy, reading (rank 0) or sending (the
   // others) announcements meanwhile. MPI_Test frees each request as it completes
   // (MPI_REQUEST_NULL), so `waiting_for` can tell which are still out.
@@ -415,13 +427,7 @@ void MpiCommunicator::broadcast(at::Tensor& tensor, const BroadcastOptions& opts
     LRFIND_MPI_CHECK(MPI_Isend(tensor.data_ptr(), n, mpiType(tensor), r, kBroadcastTag, comm,
                                &requests[static_cast<std::size_t>(r)]));
   }
-  impl_->finish(*this, requests.data(), size_, [&] {
-    std::vector<int> missing;
-    for (int r = 0; r < size_; ++r) {
-      if (requests[static_cast<std::size_t>(r)] != MPI_REQUEST_NULL) missing.push_back(r);
-    }
-    return concat(describeRanks(missing, peerNames()), " (broadcast)");
-  });
+  impl_->finishPerRank(*this, requests, " (broadcast)");
 }
 
 // Point-to-point rather than MPI_Igather: the root learns which ranks have not sent,
@@ -457,14 +463,7 @@ void MpiCommunicator::gather(const at::Tensor& input, at::Tensor& output, const 
     LRFIND_MPI_CHECK(MPI_Irecv(out + bytes * static_cast<std::size_t>(r), n, type, r, kGatherTag, comm,
                                &requests[static_cast<std::size_t>(r)]));
   }
-  impl_->finish(*this, requests.data(), size_, [&] {
-    // Completed receives are MPI_REQUEST_NULL: the rest are missing.
-    std::vector<int> missing;
-    for (int r = 0; r < size_; ++r) {
-      if (requests[static_cast<std::size_t>(r)] != MPI_REQUEST_NULL) missing.push_back(r);
-    }
-    return describeRanks(missing, peerNames());
-  });
+  impl_->finishPerRank(*this, requests, "");
 }
 
 void MpiCommunicator::barrier() {

@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <cstring>
 #include <map>
 
 #include <ATen/ATen.h>
@@ -64,33 +63,26 @@ c10::Device resolveDevice(const std::string& name, int local_rank) {
 }
 
 bool checkGpuSharing(comm::Communicator& comm, const c10::Device& device, const std::string& name, bool allowed) {
-  constexpr int64_t kKeyBytes = 128;
   std::string key;
   if (device.is_cuda()) {
     char host[64] = {0};
     ::gethostname(host, sizeof(host) - 1);
     std::string bus = cudaDeviceBusId(device.index());
     if (bus.empty()) bus = concat("cuda:", static_cast<int>(device.index()));
-    key = concat(host, " GPU ", bus).substr(0, kKeyBytes - 1);
+    key = concat(host, " GPU ", bus);
   }
-  at::Tensor mine = at::zeros({kKeyBytes}, at::kByte);
-  std::memcpy(mine.data_ptr(), key.data(), key.size());
-  at::Tensor all = comm.rank() == 0 ? at::zeros({comm.size() * kKeyBytes}, at::kByte) : at::Tensor();
-  comm.gather(mine, all);
+  const std::vector<std::string> keys = comm::gatherText(comm, 0, key);
   at::Tensor shared = at::zeros({2}, at::kLong);  // {first rank, second rank} + 1 on one GPU
   std::string where;
-  if (comm.rank() == 0) {
-    std::map<std::string, int> owner;
-    const auto* bytes = reinterpret_cast<const char*>(all.data_ptr());
-    for (int r = 0; r < comm.size() && shared[0].item<int64_t>() == 0; ++r) {
-      const std::string k(bytes + r * kKeyBytes);
-      if (k.empty()) continue;
-      const auto [it, fresh] = owner.emplace(k, r);
-      if (!fresh) {
-        shared[0] = it->second + 1;
-        shared[1] = r + 1;
-        where = k;
-      }
+  std::map<std::string, int> owner;
+  for (int r = 0; r < static_cast<int>(keys.size()) && shared[0].item<int64_t>() == 0; ++r) {
+    const std::string& k = keys[static_cast<std::size_t>(r)];
+    if (k.empty()) continue;
+    const auto [it, fresh] = owner.emplace(k, r);
+    if (!fresh) {
+      shared[0] = it->second + 1;
+      shared[1] = r + 1;
+      where = k;
     }
   }
   comm::agreeOnSuccess(comm, [&] {

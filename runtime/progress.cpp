@@ -25,6 +25,17 @@ std::size_t terminalColumns(std::FILE* stream) {
 
 int digits(int64_t v) { return static_cast<int>(std::to_string(v).size()); }
 
+// Seconds per step so far, and the seconds left to the last scheduled step at that rate
+// (a sweep that diverges ends sooner).
+struct Pace {
+  double per_step, left;
+};
+
+Pace paceAt(int64_t done, int64_t total, double elapsed) {
+  const double per_step = elapsed / static_cast<double>(done);
+  return {per_step, per_step * static_cast<double>(std::max<int64_t>(total - done, 0))};
+}
+
 }  // namespace
 
 std::string timestamp() {
@@ -62,12 +73,11 @@ void ConsoleProgress::onStep(const finder::StepRecord& r) {
     last_draw_ = now;
     drawBar(r, done, elapsed);
   } else if (done % every_ == 0 || done == 1) {
-    // The time left is to the last scheduled step: a sweep that diverges ends sooner.
-    const double per_step = elapsed / static_cast<double>(done);
+    const Pace pace = paceAt(done, total_, elapsed);
     std::fprintf(stream_, "[%s] step %lld/%lld lr=%s loss=%.5g raw=%.5g (%.3g s/step, %s elapsed, ETA %s)\n",
                  timestamp().c_str(), static_cast<long long>(done), static_cast<long long>(total_),
-                 formatLr(r.lr).c_str(), r.loss, r.loss_raw, per_step, formatDuration(elapsed).c_str(),
-                 formatDuration(per_step * static_cast<double>(std::max<int64_t>(total_ - done, 0))).c_str());
+                 formatLr(r.lr).c_str(), r.loss, r.loss_raw, pace.per_step, formatDuration(elapsed).c_str(),
+                 formatDuration(pace.left).c_str());
   }
   std::fflush(stream_);
 }
@@ -75,12 +85,11 @@ void ConsoleProgress::onStep(const finder::StepRecord& r) {
 void ConsoleProgress::drawBar(const finder::StepRecord& r, int64_t done, double elapsed) {
   // tqdm's layout: counts, then "elapsed<left, rate". Fixed-width fields keep the bar
   // from changing length as the lr and loss change.
-  const double per_step = elapsed / static_cast<double>(done);
-  const double left = per_step * static_cast<double>(std::max<int64_t>(total_ - done, 0));
+  const Pace pace = paceAt(done, total_, elapsed);
   char tail[192];
   std::snprintf(tail, sizeof tail, "] %*lld/%lld lr %-8s loss %-9.4g %s<%s, %.3g s/step", digits(total_),
                 static_cast<long long>(done), static_cast<long long>(total_), formatLr(r.lr).c_str(), r.loss,
-                formatDuration(elapsed).c_str(), formatDuration(left).c_str(), per_step);
+                formatDuration(elapsed).c_str(), formatDuration(pace.left).c_str(), pace.per_step);
   const std::string rest = tail;
   // The last column stays empty: writing into it makes some terminals wrap.
   const std::size_t room = terminalColumns(stream_) - 1;

@@ -4,11 +4,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <thread>
 #include <vector>
-
-#include <ATen/ATen.h>
 
 #include "comm/agreement.h"
 #include "comm/mpi_communicator.h"
@@ -103,19 +100,11 @@ int World::defaultThreads() const {
 
 void exchangePeerNames(comm::Communicator& comm) {
   if (comm.size() == 1) return;
-  constexpr int64_t kNameBytes = 96;
   char host[64] = {0};
   ::gethostname(host, sizeof(host) - 1);
-  const std::string mine = concat(host, ", pid ", ::getpid()).substr(0, kNameBytes - 1);
-  at::Tensor wire = at::zeros({kNameBytes}, at::kByte);
-  std::memcpy(wire.data_ptr(), mine.data(), mine.size());
-  at::Tensor all = comm.rank() == 0 ? at::zeros({comm.size() * kNameBytes}, at::kByte) : at::Tensor();
-  comm.gather(wire, all);
-  std::vector<std::string> names(static_cast<std::size_t>(comm.size()));
-  if (comm.rank() == 0) {
-    const auto* bytes = static_cast<const char*>(all.data_ptr());
-    for (int r = 0; r < comm.size(); ++r) names[static_cast<std::size_t>(r)] = std::string(bytes + r * kNameBytes);
-  }
+  const std::string mine = concat(host, ", pid ", ::getpid());
+  std::vector<std::string> names = comm::gatherText(comm, 0, mine);
+  names.resize(static_cast<std::size_t>(comm.size()));  // the others: rank 0's and their own
   names[0] = comm::broadcastText(comm, 0, names[0]);
   names[static_cast<std::size_t>(comm.rank())] = mine;
   comm.setPeerNames(std::move(names));

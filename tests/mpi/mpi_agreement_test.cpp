@@ -59,6 +59,21 @@ TEST(MpiAgreement, BroadcastTextFromTheLastRank) {
   EXPECT_EQ(broadcastText(comm, last, comm.rank() == last ? "from the last" : ""), "from the last");
 }
 
+TEST(MpiAgreement, GatherTextGivesTheRootEveryRanksTextInOrder) {
+  MpiCommunicator comm;
+  const int root = comm.size() - 1;
+  const std::string long_text = "rank 0" + std::string(300, 'x');  // rank 0's: longer than the width
+  const std::string mine = comm.rank() == 0 ? long_text : "rank " + std::to_string(comm.rank());
+  const auto texts = gatherText(comm, root, mine);
+  if (comm.rank() != root) {
+    EXPECT_TRUE(texts.empty());
+    return;
+  }
+  ASSERT_EQ(texts.size(), static_cast<std::size_t>(comm.size()));
+  EXPECT_EQ(texts[0], long_text.substr(0, kGatherTextBytes - 1));  // cut
+  for (int r = 1; r < comm.size(); ++r) EXPECT_EQ(texts[static_cast<std::size_t>(r)], "rank " + std::to_string(r));
+}
+
 // A rank that never joins a gather is named by the root's timeout (per-rank receives),
 // with where it runs; the late rank joins afterwards so that nothing stays pending.
 TEST(MpiWait, GatherTimeoutNamesTheMissingRank) {
