@@ -227,8 +227,10 @@ struct MpiCommunicator::Impl {
     }
   }
 
-  // Rank 0, in an allreduce: the ranks that have not announced it, else those that fell
-  // silent since.
+  // Rank 0, in an allreduce: the ranks that fell silent, else those that have not
+  // announced it. Silence comes first: a rank stopped halfway through the previous
+  // allreduce leaves its partners there too, late for this one but still heartbeating,
+  // and naming them would send the user to the wrong node.
   std::vector<int> missing(int64_t number) const {
     std::vector<int> late, silent;
     const auto now = Clock::now();
@@ -236,7 +238,7 @@ struct MpiCommunicator::Impl {
       if (announced[r] < number) late.push_back(static_cast<int>(r));
       if (now - heard[r] > kSilent) silent.push_back(static_cast<int>(r));
     }
-    return late.empty() ? silent : late;
+    return silent.empty() ? late : silent;
   }
 
   // A root's one request per rank (MPI_REQUEST_NULL for itself), finished; the ranks

@@ -107,5 +107,48 @@ TEST(MpiWait, GatherTimeoutNamesTheMissingRank) {
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
+// Rank 1 stops (no MPI calls, no heartbeats) while rank 3 waits on it elsewhere: rank 3
+// is late for rank 0's allreduce but alive, so rank 0's timeout names rank 1 alone (the
+// CI case: SIGSTOP on rank 1 halfway through a recursive-doubling allreduce left rank 3
+// in it, and both were named). Afterwards every abandoned receive gets its message.
+TEST(MpiWait, AllreduceTimeoutNamesTheSilentRankNotTheOneWaitingOnIt) {
+  MpiCommunicator comm;
+  if (comm.size() != 4) GTEST_SKIP() << "needs 4 ranks (recursive doubling pairs 1 with 3), have " << comm.size();
+  WaitPolicy policy;
+  policy.timeout = std::chrono::seconds(3);
+  policy.timeout_option = "the test's timeout";
+  comm.setWaitPolicy(policy);
+  std::vector<std::string> names;
+  for (int r = 0; r < comm.size(); ++r) names.push_back("host" + std::to_string(r) + ", pid " + std::to_string(r));
+  comm.setPeerNames(names);
+  comm.setLabel("step 9");
+  at::Tensor grad = at::ones({2});
+  at::Tensor from_one = at::zeros({1});  // rank 3's broadcast buffer: written after its timeout
+  MPI_Barrier(MPI_COMM_WORLD);
+  const auto timesOut = [](const std::function<void()>& wait) {
+    try {
+      wait();
+    } catch (const CommTimeout& e) {
+      return std::string(e.what());
+    }
+    return std::string("no timeout");
+  };
+  switch (comm.rank()) {
+    case 0:
+      EXPECT_EQ(timesOut([&] { comm.allreduce(grad); }),
+                "step 9: rank 1 (host1, pid 1) (allreduce) did not answer within 3 s (the test's timeout)");
+      break;
+    case 1: break;  // silent until everyone else has timed out
+    case 2: EXPECT_NE(timesOut([&] { comm.allreduce(grad); }), "no timeout"); break;
+    case 3: EXPECT_NE(timesOut([&] { comm.broadcast(from_one, BroadcastOptions{1}); }), "no timeout"); break;
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  // Rank 1's allreduce meets rank 0's abandoned one and rank 3's; rank 3's meets rank 2's.
+  // Rank 1's broadcast feeds rank 3's abandoned receive and ranks 0 and 2's new ones.
+  if (comm.rank() == 1 || comm.rank() == 3) comm.allreduce(grad);
+  if (comm.rank() != 3) comm.broadcast(from_one, BroadcastOptions{1});
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
 }  // namespace
 }  // namespace lrfind::comm
