@@ -46,6 +46,8 @@ void agreeOnSuccess(Communicator& comm, const std::function<void()>& body) {
     body();
   } catch (const CommTimeout&) {
     throw;  // the communicator is unusable: nothing more can be agreed on
+  } catch (const AgreedFailure&) {
+    throw;  // agreed inside `body` already: every rank throws it
   } catch (const std::exception& e) {
     kind = failureKind(e);
     message = e.what();

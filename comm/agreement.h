@@ -66,7 +66,8 @@ std::vector<std::string> gatherText(Communicator& comm, int root, const std::str
 // Agreed<Error>) with the message of the lowest failing rank, prefixed with "rank R: "
 // when the world has more than one rank. Costs two small collectives (a gather to rank
 // 0, so that a rank that never arrives is named, and a broadcast), three on failure;
-// use it around setup, before the sweep. A CommTimeout passes through unchanged.
+// use it around setup, before the sweep. A CommTimeout passes through unchanged, and so
+// does a failure already agreed inside `body` (a nested agreement).
 void agreeOnSuccess(Communicator& comm, const std::function<void()>& body);
 
 }  // namespace lrfind::comm

@@ -1,21 +1,26 @@
 #include "comm/nccl_communicator.h"
 
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 #include <nccl.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <functional>
-#include <thread>
 #include <utility>
 
 #include <ATen/ATen.h>
 
+#include "comm/agreement.h"
 #include "common/error.h"
 #include "lrfind/config.h"
 
 #if LRFIND_TORCH_HAS_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
@@ -23,15 +28,53 @@ namespace lrfind::comm {
 namespace {
 
 
-// Throws CommError("<call> failed on rank R: <CUDA's error string>").
-#define LRFIND_CUDA_CHECK(call, rank)                                                              \
-  do {                                                                                             \
-    const cudaError_t lrfind_cuda_rc = (call);                                                     \
-    if (lrfind_cuda_rc != cudaSuccess) {                                                           \
-      throw ::lrfind::CommError(                                                                   \
-          ::lrfind::concat(#call, " failed on rank ", (rank), ": ", cudaGetErrorString(lrfind_cuda_rc))); \
-    }                                                                                              \
-  } while (0)
+// "2.28.9" from NCCL_VERSION_CODE or ncclGetVersion: X*10000 + Y*100 + Z since 2.9,
+// X*1000 + Y*100 + Z before.
+std::string versionText(int code) {
+  if (code >= 10000) return concat(code / 10000, ".", (code % 10000) / 100, ".", code % 100);
+  return concat(code / 1000, ".", (code % 1000) / 100, ".", code % 100);
+}
+
+#if LRFIND_TORCH_HAS_CUDA
+// The first line of LibTorch's message, without its C++ backtrace.
+std::string causeOf(const std::exception& e) {
+  const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+  std::string text = torch_error != nullptr ? torch_error->what_without_backtrace() : e.what();
+  const auto eol = text.find('\n');
+  return eol == std::string::npos ? text : text.substr(0, eol);
+}
+#endif
+
+// Makes `device` this thread's current CUDA device: through LibTorch where it has CUDA
+// (its runtime is the one that counts), else the toolkit's runtime (a build for
+// compiling and linking only: without CUDA in LibTorch there are no CUDA tensors).
+void selectDevice(int device, int rank) {
+  const auto failed = [&](const std::string& cause) {
+    return CommError(concat("setting the device cuda:", device, " failed on rank ", rank, ": ", cause));
+  };
+#if LRFIND_TORCH_HAS_CUDA
+  try {
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
+  } catch (const std::exception& e) {
+    throw failed(concat("c10::cuda::set_device: ", causeOf(e)));
+  }
+#else
+  const cudaError_t rc = cudaSetDevice(device);
+  if (rc != cudaSuccess) {
+    cudaGetLastError();  // clear it: the error is reported here
+    throw failed(concat("cudaSetDevice: ", cudaGetErrorString(rc)));
+  }
+#endif
+}
+
+// Where the NCCL library in this process was loaded from, for messages.
+std::string ncclLibraryPath() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&ncclGetVersion), &info) != 0 && info.dli_fname != nullptr) {
+    return info.dli_fname;
+  }
+  return "an unknown path";
+}
 
 ncclDataType_t ncclType(const at::Tensor& t) {
   switch (t.scalar_type()) {
@@ -64,12 +107,15 @@ ncclRedOp_t ncclOp(ReduceOp op) {
 // Destroyed on scope exit unless abort() already tore it down.
 class NcclComm {
  public:
+  // Starts joining and returns: waitReady() waits for it to finish.
   NcclComm(const ncclUniqueId& id, int rank, int size, const Communicator& owner)
       : rank_(rank), owner_(owner) {
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
-    check(ncclCommInitRankConfig(&comm_, size, id, rank, &config), "ncclCommInitRankConfig");
-    waitReady("joining the NCCL communicator (ncclCommInitRankConfig)");
+    const ncclResult_t rc = ncclCommInitRankConfig(&comm_, size, id, rank, &config);
+    if (rc != ncclSuccess && rc != ncclInProgress) {
+      fail(concat("ncclCommInitRankConfig failed on rank ", rank_, ": ", ncclGetErrorString(rc), lastError()));
+    }
   }
 
   ~NcclComm() {
@@ -110,7 +156,7 @@ class NcclComm {
 
   // An NCCL call's immediate result: success, in progress (a non-blocking comm still
   // working on it: wait), or an error (abort and throw).
-  void check(ncclResult_t rc, const char* call) {
+  void check(ncclResult_t rc, const std::string& call) {
     if (rc == ncclSuccess) return;
     if (rc == ncclInProgress) {
       waitReady(call);
@@ -119,17 +165,18 @@ class NcclComm {
     fail(concat(call, " failed on rank ", rank_, ": ", ncclGetErrorString(rc), lastError()));
   }
 
-  // Polls the communicator's state until it leaves ncclInProgress, within the owner's
-  // wait policy.
-  void waitReady(const std::string& what) {
-    wait([&] { return asyncState(what) != ncclInProgress; }, what);
+  // Polls the communicator's state until it leaves ncclInProgress, within `policy`
+  // (the owner's unless given: joining has a deadline of its own).
+  void waitReady(const std::string& what, const WaitPolicy* policy = nullptr) {
+    wait([&] { return asyncState(what) != ncclInProgress; }, what, policy);
   }
 
   // boundedWait on `done`; a timeout aborts the communicator first (its work may still be
   // queued on the device) and says so.
-  void wait(const std::function<bool()>& done, const std::string& what) {
+  void wait(const std::function<bool()>& done, const std::string& what, const WaitPolicy* policy = nullptr) {
     try {
-      boundedWait(done, owner_.waitPolicy(), owner_.label(), [&] { return concat("the other ranks (", what, ")"); });
+      boundedWait(done, policy != nullptr ? *policy : owner_.waitPolicy(), owner_.label(),
+                  [&] { return concat("the other ranks (", what, ")"); });
     } catch (const CommTimeout& e) {
       abort();
       throw CommTimeout(concat(e.what(), " on rank ", rank_, "; the NCCL communicator was aborted. Another rank "
@@ -164,31 +211,84 @@ class NcclComm {
   const Communicator& owner_;  // its wait policy and label
 };
 
+std::chrono::milliseconds initTimeout(const NcclOptions& options) {
+  using std::chrono::milliseconds;
+  if (options.init_timeout.count() > 0) return options.init_timeout;
+  return std::max(milliseconds(2 * options.wait.timeout), milliseconds(std::chrono::seconds(60)));
+}
+
+std::string ncclVersionMismatch(int header_code, int library_code, const std::string& library_path) {
+  if (header_code == library_code) return {};
+  return concat("NCCL ", versionText(library_code), " loaded from ", library_path, " is not the NCCL ",
+                versionText(header_code), " whose nccl.h lrfind was built with: two NCCL installs are mixed. "
+                "Rebuild with NCCL_HOME set to the NCCL you run with, or put that NCCL's library directory first "
+                "in LD_LIBRARY_PATH");
+}
+
+namespace {
+
+// `comm`'s wait policy replaced for a scope.
+class ScopedWaitPolicy {
+ public:
+  ScopedWaitPolicy(Communicator& comm, const WaitPolicy& policy) : comm_(comm), saved_(comm.waitPolicy()) {
+    comm_.setWaitPolicy(policy);
+  }
+  ~ScopedWaitPolicy() { comm_.setWaitPolicy(saved_); }
+  ScopedWaitPolicy(const ScopedWaitPolicy&) = delete;
+  ScopedWaitPolicy& operator=(const ScopedWaitPolicy&) = delete;
+
+ private:
+  Communicator& comm_;
+  WaitPolicy saved_;
+};
+
+}  // namespace
+
 NcclCommunicator::NcclCommunicator(Communicator& bootstrap, const NcclOptions& options)
     : options_(options), uncaught_at_start_(std::uncaught_exceptions()), rank_(bootstrap.rank()),
       size_(bootstrap.size()) {
   LRFIND_CHECK(options_.wait.timeout.count() > 0, options_.wait.timeout_option, " must be positive, got ",
                options_.wait.timeout.count(), " ms");
   setWaitPolicy(options_.wait);
-  LRFIND_CUDA_CHECK(cudaSetDevice(options_.device), rank_);
+  setLabel(bootstrap.label());
+  WaitPolicy joining = options_.wait;
+  joining.timeout = initTimeout(options_);
+  joining.timeout_option = options_.init_timeout.count() > 0
+                               ? std::string("NcclOptions::init_timeout")
+                               : concat("joining NCCL may take 2 x ", options_.wait.timeout_option, ", at least 60 s");
+  // 1. Agreed: the NCCL library is the one nccl.h described, this rank's device is set,
+  //    rank 0 has the id. A failure on any rank ends every rank here, with one message,
+  //    before anyone waits in NCCL for a peer that will not come.
   ncclUniqueId id;
   std::memset(&id, 0, sizeof(id));
-  std::string id_error;
-  if (rank_ == 0) {
-    const ncclResult_t rc = ncclGetUniqueId(&id);
-    if (rc != ncclSuccess) id_error = ncclGetErrorString(rc);
-  }
-  // Rank 0's id, or an all-zero id plus a failure flag, reaches every rank, so a failure
-  // on rank 0 ends every rank here instead of leaving them waiting in init.
-  at::Tensor wire = at::zeros({static_cast<int64_t>(sizeof(id)) + 1}, at::kByte);
+  agreeOnSuccess(bootstrap, [&] {
+    int library = 0;
+    const ncclResult_t rc = ncclGetVersion(&library);
+    if (rc != ncclSuccess) throw CommError(concat("ncclGetVersion failed on rank ", rank_, ": ", ncclGetErrorString(rc)));
+    const std::string mismatch = ncclVersionMismatch(NCCL_VERSION_CODE, library, ncclLibraryPath());
+    if (!mismatch.empty()) throw CommError(mismatch);
+    selectDevice(options_.device, rank_);
+    if (rank_ != 0) return;
+    const ncclResult_t id_rc = ncclGetUniqueId(&id);
+    if (id_rc != ncclSuccess) throw CommError(concat("ncclGetUniqueId failed on rank 0: ", ncclGetErrorString(id_rc)));
+  });
+  // 2. Rank 0's id to every rank.
+  at::Tensor wire = at::empty({static_cast<int64_t>(sizeof(id))}, at::kByte);
   std::memcpy(wire.data_ptr(), &id, sizeof(id));
-  wire.data_ptr<uint8_t>()[sizeof(id)] = id_error.empty() ? 0 : 1;
   bootstrap.broadcast(wire);
-  if (wire.data_ptr<uint8_t>()[sizeof(id)] != 0) {
-    throw CommError(concat("ncclGetUniqueId failed on rank 0", id_error.empty() ? "" : ": ", id_error));
-  }
   std::memcpy(&id, wire.data_ptr(), sizeof(id));
-  comm_ = std::make_unique<NcclComm>(id, rank_, size_, *this);
+  try {
+    // 3. Agreed: every rank has started joining (the non-blocking call returns at once).
+    agreeOnSuccess(bootstrap, [&] { comm_ = std::make_unique<NcclComm>(id, rank_, size_, *this); });
+    // 4. Joining (seconds on many GPUs) within its own deadline, and its outcome agreed
+    //    within the same: a rank that failed early waits that long for the others.
+    ScopedWaitPolicy patient(bootstrap, joining);
+    agreeOnSuccess(bootstrap,
+                   [&] { comm_->waitReady("joining the NCCL communicator (ncclCommInitRankConfig)", &joining); });
+  } catch (...) {
+    abort();  // a rank that joined does not wait for the ones that did not
+    throw;
+  }
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -247,14 +347,24 @@ void NcclCommunicator::gather(const at::Tensor& input, at::Tensor& output, const
   const ncclComm_t comm = comm_->get();
   auto* out = static_cast<char*>(output.data_ptr());
   const size_t bytes = count * input.element_size();
-  LRFIND_CUDA_CHECK(cudaMemcpyAsync(out + bytes * rank_, input.data_ptr(), bytes, cudaMemcpyDeviceToDevice, s),
-                    rank_);
+  // Root's own slot: a device-to-device copy on the current stream, like the receives.
+  output.view({-1}).narrow(0, static_cast<int64_t>(count) * rank_, static_cast<int64_t>(count)).copy_(input.view({-1}));
   comm_->check(ncclGroupStart(), "ncclGroupStart");
-  for (int r = 0; r < size_; ++r) {
+  ncclResult_t failed = ncclSuccess;
+  int failed_peer = -1;
+  for (int r = 0; r < size_ && failed_peer < 0; ++r) {
     if (r == rank_) continue;
-    comm_->check(ncclRecv(out + bytes * r, count, type, r, comm, s), "ncclRecv");
+    const ncclResult_t rc = ncclRecv(out + bytes * r, count, type, r, comm, s);
+    if (rc != ncclSuccess && rc != ncclInProgress) {
+      failed = rc;
+      failed_peer = r;
+    }
   }
-  comm_->check(ncclGroupEnd(), "ncclGroupEnd");
+  // The group is closed before any abort: a group left open on this thread would take
+  // in whatever NCCL call comes next.
+  const ncclResult_t ended = ncclGroupEnd();
+  if (failed_peer >= 0) comm_->check(failed, concat("ncclRecv from rank ", failed_peer, " (in a group)"));
+  comm_->check(ended, "ncclGroupEnd");
 }
 
 void NcclCommunicator::barrier() {
@@ -264,24 +374,35 @@ void NcclCommunicator::barrier() {
 }
 
 void NcclCommunicator::synchronize() {
-  const auto s = static_cast<cudaStream_t>(stream());
-  cudaEvent_t done = nullptr;
-  LRFIND_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), rank_);
-  struct EventGuard {
-    cudaEvent_t event;
-    ~EventGuard() { cudaEventDestroy(event); }
-  } guard{done};
-  LRFIND_CUDA_CHECK(cudaEventRecord(done, s), rank_);
   const char* what = "NCCL collectives";
+#if LRFIND_TORCH_HAS_CUDA
+  // An event after everything on the current stream, polled with the NCCL
+  // communicator's asynchronous error: a failed or stuck collective ends the wait.
+  const auto device = static_cast<c10::DeviceIndex>(options_.device);
+  at::cuda::CUDAEvent done;
+  const auto failed = [&](const char* call, const std::exception& e) {
+    return CommError(concat(call, " on cuda:", options_.device, " failed on rank ", rank_, ": ", causeOf(e)));
+  };
+  try {
+    done.record(c10::cuda::getCurrentCUDAStream(device));
+  } catch (const std::exception& e) {
+    throw failed("cudaEventRecord", e);
+  }
   comm_->wait(
       [&] {
-        const cudaError_t rc = cudaEventQuery(done);
-        if (rc == cudaSuccess) return true;
-        if (rc != cudaErrorNotReady) LRFIND_CUDA_CHECK(rc, rank_);
+        try {
+          if (done.query()) return true;
+        } catch (const std::exception& e) {
+          throw failed("cudaEventQuery", e);
+        }
         comm_->asyncState(what);
         return false;
       },
       what);
+#else
+  // Without CUDA in LibTorch no CUDA tensor exists, so no collective was ever enqueued.
+  comm_->asyncState(what);
+#endif
 }
 
 void NcclCommunicator::abort() noexcept {
@@ -291,8 +412,7 @@ void NcclCommunicator::abort() noexcept {
 std::string ncclRuntimeVersion() {
   int code = 0;
   if (ncclGetVersion(&code) != ncclSuccess) return "unknown";
-  // NCCL_VERSION(X,Y,Z) is X*10000 + Y*100 + Z since 2.9.
-  return concat(code / 10000, ".", (code % 10000) / 100, ".", code % 100);
+  return versionText(code);
 }
 
 }  // namespace lrfind::comm

@@ -1,9 +1,13 @@
 #pragma once
 // Communicator over NCCL for CUDA tensors, one GPU per rank.
 //
-// - Setup: rank 0 creates the ncclUniqueId and broadcasts it over a host communicator
-//   (MPI); every rank then joins on its own device. The NCCL communicator is created
-//   non-blocking, so joining is bounded by the timeout like everything else.
+// - Setup, collective over a host communicator (MPI), in agreed steps (agreeOnSuccess):
+//   (1) every rank checks that the NCCL library loaded is the one nccl.h described and
+//   makes its device current, and rank 0 creates the ncclUniqueId; (2) the id is
+//   broadcast; (3) every rank starts joining (non-blocking); (4) joining finishes within
+//   its own deadline (NcclOptions::init_timeout). A failure on any rank in (1), (3) or
+//   (4) ends every rank with the same agreed error, so no rank waits in NCCL for a peer
+//   that is gone.
 // - Ordering: a collective is enqueued on the device's *current* stream (LibTorch's,
 //   when LibTorch has CUDA; else the legacy default stream), so it sees every kernel
 //   queued before it on that stream (e.g. the backward pass that wrote the gradients),
@@ -30,10 +34,21 @@ namespace lrfind::comm {
 
 struct NcclOptions {
   int device = 0;  // this rank's CUDA device ordinal
-  // Bounds joining, synchronize() and shutdown; it becomes the communicator's
-  // waitPolicy(). lrfind_dist names its timeout --comm-timeout.
+  // Bounds synchronize() and shutdown; it becomes the communicator's waitPolicy().
+  // lrfind_dist names its timeout --comm-timeout.
   WaitPolicy wait;
+  // Bounds joining the communicator, which takes seconds on many GPUs (NCCL connects
+  // every pair it will use). 0: twice wait.timeout, and at least 60 s (initTimeout).
+  std::chrono::milliseconds init_timeout{0};
 };
+
+// The joining deadline that `options` give.
+std::chrono::milliseconds initTimeout(const NcclOptions& options);
+
+// "" when nccl.h's NCCL_VERSION_CODE and the loaded library's ncclGetVersion() agree,
+// else the error that names both and the library's path. (Two NCCL installs mixed: the
+// header of one, the library of the other.)
+std::string ncclVersionMismatch(int header_code, int library_code, const std::string& library_path);
 
 class NcclComm;  // RAII owner of one ncclComm_t (nccl_communicator.cpp)
 

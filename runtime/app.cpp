@@ -187,6 +187,7 @@ void prepareData(const RunConfig& c, World& world, Setup& s) {
       if (!c.plot.empty()) checkOutputPath(c.plot, c.force, "--plot");
     }
     s.device = resolveDevice(c.device, world.localRank());
+    useDevice(s.device);
     s.loss_fn = makeLoss(c.loss);
     const int64_t batches_needed = c.sweep.num_training * c.sweep.accumulate;
     const auto synthetic = syntheticSpec(c.data);
@@ -455,7 +456,7 @@ std::string versionText() {
                 " CUDA; a GPU is ", torch::cuda::is_available() ? "" : "not ", "usable now)\n",
                 "  CUDA toolkit ", LRFIND_HAVE_CUDA_TOOLKIT ? LRFIND_CUDA_TOOLKIT_VERSION : "not found", ", NCCL ",
                 LRFIND_HAVE_NCCL ? LRFIND_NCCL_VERSION : "not found", " at build time", ncclLibraryText(),
-                "\n  GPUs visible now: ", cudaVisibleDevices(), "\n",
+                "\n  GPUs LibTorch sees now: ", libtorchGpus(), "\n",
                 "  MPI: ", comm::MpiEnvironment::libraryVersion(), " (MPI ", LRFIND_MPI_VERSION, ")\n",
                 "  HDF5 ", LRFIND_HDF5_VERSION, ", compiler ", LRFIND_CXX_COMPILER, "\n",
                 "  communication backends: self, mpi", LRFIND_HAVE_NCCL ? ", nccl" : "", " (and MPI with host staging "

@@ -7,6 +7,8 @@
 // every step (written from a worker thread, as lrfind_dist does).
 //
 // Usage: finder_overhead [--steps N] [--reps R] [--batch B] [--threads T] [--hidden H]
+//                        [--device cpu|cuda]
+// (launch/gpu_check.sh runs the wide MLP on the GPU: --device cuda --batch 256 --hidden 1024.)
 
 #include <algorithm>
 #include <chrono>
@@ -36,6 +38,7 @@ using namespace lrfind;
 struct Args {
   int64_t steps = 100, reps = 15, batch = 32, hidden = 256;
   int threads = 1;
+  std::string device = "cpu";
 };
 
 Args parse(int argc, char** argv) {
@@ -43,7 +46,8 @@ Args parse(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const long long v = std::atoll(argv[i + 1]);
-    if (k == "--steps") a.steps = v;
+    if (k == "--device") a.device = argv[i + 1];
+    else if (k == "--steps") a.steps = v;
     else if (k == "--reps") a.reps = v;
     else if (k == "--batch") a.batch = v;
     else if (k == "--threads") a.threads = static_cast<int>(v);
@@ -72,9 +76,11 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
   runtime::setComputeThreads(a.threads);
+  const c10::Device device(a.device);
   const auto data = runtime::makeSynthetic(0);
   const auto loss_fn = runtime::makeLoss("cross_entropy");
   auto net = makeNet(data.x.size(1), a.hidden, data.numClasses());
+  net->to(device);
   auto model = finder::makeModel(net);
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(1e-5).momentum(0.9));
   runtime::BatchPlan plan;
@@ -98,7 +104,7 @@ int main(int argc, char** argv) {
   };
 
   auto bare = [&] {
-    runtime::ShardedBatches batches(data, plan, c10::Device(c10::DeviceType::CPU));
+    runtime::ShardedBatches batches(data, plan, device);
     std::vector<double> losses;
     losses.reserve(a.steps);
     model->setTraining(true);
@@ -115,7 +121,7 @@ int main(int argc, char** argv) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
   auto sweep = [&](bool with_file) {
-    runtime::ShardedBatches batches(data, plan, c10::Device(c10::DeviceType::CPU));
+    runtime::ShardedBatches batches(data, plan, device);
     std::filesystem::remove(out);
     runtime::RunInfo info;
     const auto t0 = Clock::now();
@@ -152,8 +158,8 @@ int main(int argc, char** argv) {
   }
   std::filesystem::remove(out);
   const double mb = median(t_bare);
-  std::printf("finder_overhead: %lld steps, MLP %lld-%lld-%lld-%lld, batch %lld, %d thread(s), %lld reps\n",
-              static_cast<long long>(a.steps), static_cast<long long>(data.x.size(1)),
+  std::printf("finder_overhead: %s, %lld steps, MLP %lld-%lld-%lld-%lld, batch %lld, %d thread(s), %lld reps\n",
+              device.str().c_str(), static_cast<long long>(a.steps), static_cast<long long>(data.x.size(1)),
               static_cast<long long>(a.hidden), static_cast<long long>(a.hidden),
               static_cast<long long>(data.numClasses()), static_cast<long long>(a.batch), a.threads,
               static_cast<long long>(a.reps));

@@ -53,6 +53,20 @@ TEST(MpiAgreement, TheLowestFailingRankDecidesTheKind) {
   EXPECT_EQ(text, "rank 0: disk full");
 }
 
+// An agreement inside an agreed body (the NCCL communicator agrees on its own set-up
+// inside lrfind_dist's): the inner verdict comes out as it is, not re-prefixed by the
+// outer one as rank 0's.
+TEST(MpiAgreement, NestedAgreementPassesTheInnerVerdictThrough) {
+  MpiCommunicator comm;
+  const auto [kind, text] = outcome(comm, [&] {
+    agreeOnSuccess(comm, [&] {
+      if (comm.rank() == comm.size() - 1) throw InputError("bad device");
+    });
+  });
+  EXPECT_EQ(kind, FailureKind::kInput);
+  EXPECT_EQ(text, "rank " + std::to_string(comm.size() - 1) + ": bad device");
+}
+
 TEST(MpiAgreement, BroadcastTextFromTheLastRank) {
   MpiCommunicator comm;
   const int last = comm.size() - 1;

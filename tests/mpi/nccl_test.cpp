@@ -3,10 +3,13 @@
 // without CUDA, no GPU that LibTorch sees, or more ranks on a node than GPUs. LibTorch
 // decides, not our own CUDA runtime: the tensors under test are LibTorch's, and a
 // runtime that sees no GPU must not turn a GPU machine's run into skips.
+// LRFIND_NCCL_TEST_SHARE_GPU=1 runs them with more ranks than GPUs anyway, to learn
+// whether NCCL accepts two ranks on one GPU (launch/gpu_check.sh asks it).
 
 #include <mpi.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <thread>
 
@@ -14,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
+#include "comm/agreement.h"
 #include "common/error.h"
 #include "comm/grad_sync.h"
 #include "comm/mpi_communicator.h"
@@ -39,7 +43,7 @@ std::string skipReason(const MpiCommunicator& world) {
     reason = "LibTorch was built without CUDA, so there are no CUDA tensors to test with";
   } else if (gpus == 0) {
     reason = "LibTorch sees no CUDA GPU in this process";
-  } else if (world.localSize() > gpus) {
+  } else if (world.localSize() > gpus && std::getenv("LRFIND_NCCL_TEST_SHARE_GPU") == nullptr) {
     reason = concat(world.localSize(), " ranks on this node but ", gpus,
                     " GPU(s): NCCL needs one GPU per rank (run with fewer ranks)");
   }
@@ -174,12 +178,14 @@ TEST_F(NcclTest, CollectiveIsOrderedAfterWorkOnTheCurrentStream) {
 #endif
 
 // A collective that a peer never joins ends with a CommError after the timeout, not a
-// hang. Rank 1 waits; rank 0 never calls.
+// hang. Rank 1 waits; rank 0 never calls. The 3 s bound the collective only: joining
+// (seconds on 8 GPUs) has its own deadline, here the default 60 s.
 TEST_F(NcclTest, MissingPeerTimesOutWithAnError) {
   if (nccl_->size() < 2) GTEST_SKIP() << "needs two ranks";
   NcclOptions options;
   options.device = nccl_->device();
   options.wait.timeout = std::chrono::seconds(3);
+  ASSERT_EQ(initTimeout(options), std::chrono::seconds(60));
   NcclCommunicator short_fuse(*world_, options);
   if (short_fuse.rank() == 1) {
     at::Tensor t = at::ones({16}, cuda());
@@ -196,6 +202,65 @@ TEST_F(NcclTest, MissingPeerTimesOutWithAnError) {
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
   }
   world_->barrier();
+}
+
+// The tests below need no GPU: they run, and must pass, on CPU machines too.
+
+// Joining has a deadline of its own: twice the collective timeout, at least 60 s, or
+// what the caller sets.
+TEST(NcclOptionsTest, JoiningDeadlineRule) {
+  NcclOptions options;
+  options.wait.timeout = std::chrono::seconds(300);
+  EXPECT_EQ(initTimeout(options), std::chrono::seconds(600));
+  options.wait.timeout = std::chrono::seconds(3);
+  EXPECT_EQ(initTimeout(options), std::chrono::seconds(60));
+  options.init_timeout = std::chrono::seconds(5);
+  EXPECT_EQ(initTimeout(options), std::chrono::seconds(5));
+}
+
+// Header and library of two different NCCL installs: one clear error naming both.
+TEST(NcclVersion, MismatchNamesBothVersionsAndTheLibrary) {
+  EXPECT_EQ(ncclVersionMismatch(22809, 22809, "/x/libnccl.so.2"), "");
+  const std::string text = ncclVersionMismatch(22809, 22703, "/usr/local/cuda/lib64/libnccl.so.2");
+  EXPECT_NE(text.find("NCCL 2.27.3 loaded from /usr/local/cuda/lib64/libnccl.so.2"), std::string::npos) << text;
+  EXPECT_NE(text.find("not the NCCL 2.28.9 whose nccl.h"), std::string::npos) << text;
+  EXPECT_NE(text.find("NCCL_HOME"), std::string::npos) << text;
+  // Before 2.9 the code was X*1000 + Y*100 + Z.
+  EXPECT_NE(ncclVersionMismatch(2804, 22809, "l").find("not the NCCL 2.8.4 "), std::string::npos);
+}
+
+// This build runs with the NCCL whose header it was compiled with.
+TEST(NcclVersion, LibraryInThisProcessMatchesTheHeader) {
+  EXPECT_EQ(ncclRuntimeVersion(), LRFIND_NCCL_VERSION);
+}
+
+// A rank that cannot set its device (here the last rank asks for cuda:1000) ends every
+// rank with the same agreed error before anyone waits in NCCL. Without a GPU every rank
+// fails, and rank 0's error is the agreed one.
+TEST(NcclSetup, DeviceFailureOnOneRankEndsEveryRankWithOneError) {
+  MpiCommunicator world;
+  const int gpus = static_cast<int>(torch::cuda::device_count());
+  const int bad = world.size() - 1;
+  NcclOptions options;
+  options.device = world.rank() == bad ? 1000 : world.localRank() % std::max(gpus, 1);
+  options.wait.timeout = std::chrono::seconds(20);
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    NcclCommunicator nccl(world, options);
+    ADD_FAILURE() << "rank " << world.rank() << ": expected a failure";
+  } catch (const Error& e) {
+    const std::string text = e.what();
+    EXPECT_EQ(isAgreed(e), world.size() > 1) << text;
+    const int failing = gpus > 0 ? bad : 0;
+    if (world.size() > 1) {
+      EXPECT_EQ(text.rfind(concat("rank ", failing, ": "), 0), 0u) << text;
+    }
+    EXPECT_NE(text.find(concat("setting the device cuda:", failing == bad ? 1000 : 0, " failed on rank ", failing)),
+              std::string::npos)
+        << text;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(15));
+  world.barrier();
 }
 
 }  // namespace
