@@ -271,7 +271,8 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
                  "Seconds any wait for another rank (MPI or NCCL: gradients, the loss gather, the stop decision, "
                  "set-up) may last. Past it the job ends by itself with exit code 3 and names the rank that did "
                  "not answer; the steps so far stay in <out>.partial. Make it longer than the slowest step and "
-                 "the slowest set-up (loading the model and data)")
+                 "the slowest set-up (loading the model and data). Joining NCCL may take twice as long, at least "
+                 "60 s")
       ->capture_default_str()->group(run_group);
   app.add_option("--stall-warning", c.stall_warning_s,
                  "Seconds after which rank 0 names, once per stall, the ranks it is still waiting for; 0: never")
