@@ -7,14 +7,16 @@
 #   --require-gpu   no GPU is a failure: exit 1 with "no GPU: nothing verified" (else
 #                   the CPU parts run and the script exits 0 with that line)
 #   --build DIR     build directory (default: build-gpu)
-#   --prebuilt DIR  use the binaries already built in DIR: no configure, no build
+#   --prebuilt DIR  use the binaries already built in DIR: no configure, no build, and
+#                   the environment as it is (no .gpu-deps set-up)
 #   --steps N       length of the CPU/CUDA sweep comparison (default 100)
 #
 # Parts, each with a PASS or FAIL line in the report ($OUT/gpu_report.txt when OUT is
 # set, and printed at the end):
 #   build      ninja (else make), every core, against torch's LibTorch and pip's NCCL;
 #              with .gpu-deps/ (launch/gpu_bundle.sh) unpacked into a private prefix
-#              for HDF5, Open MPI, CLI11, nlohmann-json and GoogleTest
+#              for HDF5, Open MPI, CLI11, nlohmann-json and GoogleTest (the folder is
+#              ignored by git: a device run names it in `carry`)
 #   gpu_test, nccl_test_np1, nccl_test_np2 (one rank per GPU; needs 2 GPUs)
 #   shared_gpu_np2  two ranks on one GPU with --allow-gpu-sharing (host staging)
 #   nccl_bandwidth  allreduce of 100 MB, one rank per GPU (at most 8)
@@ -39,7 +41,7 @@ while (($#)); do
     --build) build="$2"; shift ;;
     --prebuilt) prebuilt="$2"; build="$2"; shift ;;
     --steps) steps="$2"; shift ;;
-    -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -101,13 +103,16 @@ if [[ -z "$prebuilt" ]]; then
   fi
   say "NCCL_HOME: ${NCCL_HOME:-(system search)}"
   if [[ -d "$root/.gpu-deps" ]]; then
+    # The bundle's prefix after torch's in CMAKE_PREFIX_PATH (the last -D wins).
     # shellcheck source=launch/gpu_env.sh
-    if ! source "$root/launch/gpu_env.sh" "$root/.gpu-deps" "$build/deps"; then
-      fail "build dependencies from .gpu-deps"
+    if ! source "$root/launch/gpu_env.sh" "$root/.gpu-deps" "$build/deps" ${torch[prefix]:+"${torch[prefix]}"}; then
+      fail "build dependencies from .gpu-deps (launch/gpu_env.sh)"
       finish 1
     fi
     cmake_args+=("${GPU_ENV_CMAKE_ARGS[@]}")
-    [[ -n "${torch[prefix]:-}" ]] && cmake_args+=("-DCMAKE_PREFIX_PATH=${torch[prefix]};${GPU_ENV_PREFIX_PATH}")
+    say "dependencies: the .gpu-deps bundle, unpacked in $build/deps"
+  else
+    say "dependencies: the system's (no .gpu-deps here: launch/gpu_bundle.sh makes it; a device run carries it)"
   fi
   command -v ninja >/dev/null && cmake_args+=(-G Ninja)
   log="$build/gpu_check_build.log"
