@@ -264,7 +264,9 @@ NcclCommunicator::NcclCommunicator(Communicator& bootstrap, const NcclOptions& o
   agreeOnSuccess(bootstrap, [&] {
     int library = 0;
     const ncclResult_t rc = ncclGetVersion(&library);
-    if (rc != ncclSuccess) throw CommError(concat("ncclGetVersion failed on rank ", rank_, ": ", ncclGetErrorString(rc)));
+    if (rc != ncclSuccess) {
+      throw CommError(concat("ncclGetVersion failed on rank ", rank_, ": ", ncclGetErrorString(rc)));
+    }
     const std::string mismatch = ncclVersionMismatch(NCCL_VERSION_CODE, library, ncclLibraryPath());
     if (!mismatch.empty()) throw CommError(mismatch);
     selectDevice(options_.device, rank_);
