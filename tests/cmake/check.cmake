@@ -1,5 +1,5 @@
-# The checks the CMake script tests share: include() it, call
-# check(...) and fail_check(...) as often as needed, then end with finish_checks(<test>).
+# The checks the CMake script tests share: include() it, call check(...) and
+# fail_check(...) as often as needed, then end with finish_checks(<test>).
 
 set(failures 0)
 
