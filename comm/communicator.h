@@ -44,6 +44,21 @@ struct GatherOptions {
   int root = 0;
 };
 
+// An allreduce under way (Communicator::allreduceAsync). Its tensor must stay untouched
+// until it completes, and the Work must not outlive its communicator. Driven from the
+// communicator's thread, like every call. Destroyed unfinished (after an error), it
+// gives up the operation; the communicator is then as after a CommTimeout.
+class Work {
+ public:
+  virtual ~Work() = default;
+  // Advances the operation as far as it can without blocking; true once it is complete
+  // (the tensor holds the result; for device backends: enqueued, as allreduce()).
+  virtual bool test() = 0;
+  // Completes it within the communicator's wait policy: CommTimeout past the deadline,
+  // naming the ranks it waits for.
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -55,6 +70,12 @@ class Communicator {
 
   // In place: afterwards every rank holds the reduction of all ranks' `tensor`.
   virtual void allreduce(at::Tensor& tensor, const AllreduceOptions& opts = {}) = 0;
+  // allreduce() started now and completed by the returned Work, so that the caller can
+  // compute while it runs (gradient buckets during backward). Every rank starts its
+  // asynchronous allreduces in the same order; they may complete in any order, and
+  // test() may be called on them in any order. The same algorithm as allreduce(): the
+  // same bits. Backends without it finish the allreduce here and return a completed Work.
+  virtual std::unique_ptr<Work> allreduceAsync(at::Tensor& tensor, const AllreduceOptions& opts = {});
   // In place: afterwards every rank holds root's `tensor`.
   virtual void broadcast(at::Tensor& tensor, const BroadcastOptions& opts = {}) = 0;
   // Root receives every rank's `input` (same numel on all ranks) into `output`, rank r

@@ -147,8 +147,11 @@ namespace {
 // one tag in order, so successive gathers cannot mix.
 constexpr int kGatherTag = 7001;
 constexpr int kAnnounceTag = 7002;  // allreduce announcements and heartbeats to rank 0
-constexpr int kRingTag = 7003;      // allreduce
 constexpr int kBroadcastTag = 7004;
+// Allreduce number n uses tag kAllreduceTagBase + n % kAllreduceTags: the steps of
+// allreduces under way at once never match each other's messages.
+constexpr int kAllreduceTagBase = 10000;
+constexpr int kAllreduceTags = 8192;  // MPI guarantees tags up to 32767
 // Up to this size a power-of-two world reduces by recursive doubling, above it by ring.
 constexpr int64_t kDoublingBytes = 256 << 10;
 
@@ -180,7 +183,21 @@ struct MpiCommunicator::Impl {
   // The others: announcements in flight (the value lives until its send completes).
   std::deque<std::pair<MPI_Request, int64_t>> announcements;
   Clock::time_point last_announced{};
-  at::Tensor scratch;  // the allreduce's receive buffer, kept between calls
+  // Allreduce receive buffers, kept between calls; those of allreduces abandoned
+  // unfinished stay alive here, since MPI may still write into them.
+  std::vector<at::Tensor> spare_scratch;
+  std::vector<at::Tensor> abandoned;
+
+  at::Tensor takeScratch(int64_t numel, const at::TensorOptions& options) {
+    for (auto it = spare_scratch.begin(); it != spare_scratch.end(); ++it) {
+      if (it->numel() >= numel && it->scalar_type() == options.dtype()) {
+        at::Tensor found = std::move(*it);
+        spare_scratch.erase(it);
+        return found;
+      }
+    }
+    return at::empty({std::max<int64_t>(numel, 1)}, options);
+  }
 
   void announce(int64_t value) {
     while (!announcements.empty()) {  // completed sends are dropped
@@ -253,18 +270,34 @@ struct MpiCommunicator::Impl {
     });
   }
 
-  // Completes `requests` within `owner`'s wait policy, reading (rank 0) or sending (the
-  // others) announcements meanwhile. MPI_Test frees each request as it completes
-  // (MPI_REQUEST_NULL), so `waiting_for` can tell which are still out.
-  void finish(const Communicator& owner, MPI_Request* requests, int count,
-              const std::function<std::string()>& waiting_for) {
+  // What every poll does besides its own test: rank 0 reads announcements, the others
+  // send a heartbeat when one is due.
+  void tick(const Communicator& owner) {
+    if (rank == 0) {
+      readAnnouncements(owner.size());
+    } else if (Clock::now() - last_announced > kHeartbeat) {
+      announce(allreduces);
+    }
+  }
+
+  // Polls `done` (and tick) until it returns true, within `owner`'s wait policy.
+  void progress(const Communicator& owner, const std::function<bool()>& done,
+                const std::function<std::string()>& waiting_for) {
     boundedWait(
         [&] {
-          if (rank == 0) {
-            readAnnouncements(owner.size());
-          } else if (Clock::now() - last_announced > kHeartbeat) {
-            announce(allreduces);
-          }
+          tick(owner);
+          return done();
+        },
+        owner.waitPolicy(), owner.label(), waiting_for);
+  }
+
+  // Completes `requests` within `owner`'s wait policy. MPI_Test frees each request as it
+  // completes (MPI_REQUEST_NULL), so `waiting_for` can tell which are still out.
+  void finish(const Communicator& owner, MPI_Request* requests, int count,
+              const std::function<std::string()>& waiting_for) {
+    progress(
+        owner,
+        [&] {
           bool all = true;
           for (int i = 0; i < count; ++i) {
             if (requests[i] == MPI_REQUEST_NULL) continue;
@@ -274,7 +307,7 @@ struct MpiCommunicator::Impl {
           }
           return all;
         },
-        owner.waitPolicy(), owner.label(), waiting_for);
+        waiting_for);
   }
 };
 
@@ -337,74 +370,151 @@ MpiCommunicator::MpiCommunicator(void* parent) : impl_(std::make_unique<Impl>())
 
 MpiCommunicator::~MpiCommunicator() = default;
 
-void MpiCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions& opts) {
-  const int n = count(tensor);
-  const MPI_Datatype type = mpiType(tensor);
-  const MPI_Op op = mpiOp(opts.op);
-  if (waitPolicy().blocking) {
-    LRFIND_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, tensor.data_ptr(), n, type, op, impl_->comm.get()));
-    return;
+// One allreduce as a list of point-to-point steps, each a send to one rank and a receive
+// from one (the same or another), optionally followed by a reduction of what arrived.
+// Steps run in order; test() posts a step, checks it, and moves on while it can.
+// Every rank ends with the same bits: each sum is formed once and sent (ring), or
+// formed from the same two operands on both sides of a commutative op (doubling).
+class MpiCommunicator::AllreduceWork final : public Work {
+ public:
+  AllreduceWork(MpiCommunicator& owner, const at::Tensor& tensor, const AllreduceOptions& opts)
+      : owner_(owner), impl_(*owner.impl_), tensor_(tensor), type_(mpiType(tensor)), op_(opts.op) {
+    count(tensor);  // the checks
+    mpiOp(op_);     // a ReduceOp outside the enum fails before anything is sent
+    number_ = ++impl_.allreduces;
+    tag_ = kAllreduceTagBase + static_cast<int>(number_ % kAllreduceTags);
+    if (owner.rank() != 0) impl_.announce(number_);
+    plan();
   }
-  Impl& impl = *impl_;
-  const int64_t number = ++impl.allreduces;
-  if (rank_ != 0) impl.announce(number);
-  const auto missing = [&] {
-    const std::vector<int> ranks = rank_ == 0 ? impl.missing(number) : std::vector<int>();
-    // Everyone arrived and nobody fell silent, and yet it does not finish: say so.
-    return ranks.empty() ? std::string("the other ranks (allreduce)")
-                         : concat(describeRanks(ranks, peerNames()), " (allreduce)");
-  };
-  // Point-to-point algorithms finished by bounded waits. Open MPI's MPI_Iallreduce
-  // (libnbc) measured 1.25x slower than the blocking MPI_Allreduce on a 7.45 MB gradient
-  // at np 2 (tests/bench/bounded_wait.cpp); these are as fast as the blocking call.
-  // Every rank ends with the same bits: each sum is formed once and sent (ring), or
-  // formed from the same two operands on both sides of a commutative op (doubling).
-  const int64_t numel = tensor.numel();
-  at::Tensor flat = tensor.view({-1});
-  const bool doubling = (size_ & (size_ - 1)) == 0 && numel * tensor.element_size() <= kDoublingBytes;
-  const int64_t scratch_numel = doubling ? numel : (numel + size_ - 1) / size_;
-  if (!impl.scratch.defined() || impl.scratch.scalar_type() != tensor.scalar_type() ||
-      impl.scratch.numel() < scratch_numel) {
-    impl.scratch = at::empty({scratch_numel}, tensor.options());
-  }
-  // One step: send `out` to `to`, receive into `in` from `from`.
-  const auto exchange = [&](const at::Tensor& out, int to, const at::Tensor& in, int from) {
-    MPI_Request requests[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-    LRFIND_MPI_CHECK(MPI_Irecv(in.data_ptr(), static_cast<int>(in.numel()), type, from, kRingTag, impl.comm.get(),
-                               &requests[0]));
-    LRFIND_MPI_CHECK(MPI_Isend(out.data_ptr(), static_cast<int>(out.numel()), type, to, kRingTag, impl.comm.get(),
-                               &requests[1]));
-    impl.finish(*this, requests, 2, missing);
-  };
-  if (doubling) {
-    // Small tensors, a power-of-two world: log2(W) steps of whole-tensor exchanges with
-    // the partner rank ^ 2^k (latency, not bandwidth, is what counts here).
-    at::Tensor incoming = impl.scratch.narrow(0, 0, numel);
-    for (int mask = 1; mask < size_; mask <<= 1) {
-      const int partner = rank_ ^ mask;
-      exchange(flat, partner, incoming, partner);
-      at::Tensor target = flat;
-      reduceInto(target, incoming, opts.op);
+
+  ~AllreduceWork() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (next_ >= steps_.size() || finalized) {
+      if (scratch_.defined()) impl_.spare_scratch.push_back(std::move(scratch_));
+      return;
     }
+    // Abandoned unfinished (a timeout or an error elsewhere): MPI may still write into
+    // the buffers, which therefore outlive this object.
+    for (auto& request : requests_) {
+      if (request != MPI_REQUEST_NULL) MPI_Request_free(&request);
+    }
+    impl_.abandoned.push_back(std::move(tensor_));
+    if (scratch_.defined()) impl_.abandoned.push_back(std::move(scratch_));
+  }
+
+  AllreduceWork(const AllreduceWork&) = delete;
+  AllreduceWork& operator=(const AllreduceWork&) = delete;
+
+  bool test() override {
+    impl_.tick(owner_);
+    return advance();
+  }
+
+  void wait() override {
+    impl_.progress(owner_, [&] { return advance(); },
+                   [&] {
+                     const std::vector<int> ranks =
+                         owner_.rank() == 0 ? impl_.missing(number_) : std::vector<int>();
+                     // Everyone arrived and nobody fell silent, and yet it does not finish.
+                     return ranks.empty() ? std::string("the other ranks (allreduce)")
+                                          : concat(describeRanks(ranks, owner_.peerNames()), " (allreduce)");
+                   });
+  }
+
+ private:
+  struct Step {
+    at::Tensor send;
+    int to = 0;
+    at::Tensor receive;
+    int from = 0;
+    at::Tensor reduce_into;  // undefined: the receive is the result
+  };
+
+  // The steps: recursive doubling for small tensors in a power-of-two world (latency,
+  // not bandwidth, counts there: log2(W) whole-tensor exchanges with rank ^ 2^k), else
+  // a ring (reduce-scatter, then allgather: 2(W-1) steps, each moving 1/W of the tensor
+  // to the right-hand neighbour), bandwidth-optimal for large gradients.
+  void plan() {
+    const int rank = owner_.rank(), size = owner_.size();
+    const int64_t numel = tensor_.numel();
+    at::Tensor flat = tensor_.view({-1});
+    const bool doubling = (size & (size - 1)) == 0 && numel * tensor_.element_size() <= kDoublingBytes;
+    if (size == 1) return;
+    scratch_ = impl_.takeScratch(doubling ? numel : (numel + size - 1) / size, tensor_.options());
+    if (doubling) {
+      at::Tensor incoming = scratch_.narrow(0, 0, numel);
+      for (int mask = 1; mask < size; mask <<= 1) {
+        steps_.push_back({flat, rank ^ mask, incoming, rank ^ mask, flat});
+      }
+      return;
+    }
+    const auto piece = [&](int i) {
+      const int64_t begin = numel * i / size, end = numel * (i + 1) / size;
+      return flat.narrow(0, begin, end - begin);
+    };
+    const int right = (rank + 1) % size, left = (rank + size - 1) % size;
+    const auto mod = [&](int i) { return ((i % size) + size) % size; };
+    for (int step = 0; step + 1 < size; ++step) {
+      at::Tensor mine = piece(mod(rank - step - 1));
+      steps_.push_back({piece(mod(rank - step)), right, scratch_.narrow(0, 0, mine.numel()), left, mine});
+    }
+    for (int step = 0; step + 1 < size; ++step) {
+      steps_.push_back({piece(mod(rank + 1 - step)), right, piece(mod(rank - step)), left, at::Tensor()});
+    }
+  }
+
+  // Posts and completes steps until one is still in flight; true when all are done.
+  bool advance() {
+    const MPI_Comm comm = impl_.comm.get();
+    while (next_ < steps_.size()) {
+      Step& step = steps_[next_];
+      if (!posted_) {
+        LRFIND_MPI_CHECK(MPI_Irecv(step.receive.data_ptr(), static_cast<int>(step.receive.numel()), type_, step.from,
+                                   tag_, comm, &requests_[0]));
+        LRFIND_MPI_CHECK(MPI_Isend(step.send.data_ptr(), static_cast<int>(step.send.numel()), type_, step.to, tag_,
+                                   comm, &requests_[1]));
+        posted_ = true;
+      }
+      int done = 0;
+      LRFIND_MPI_CHECK(MPI_Testall(2, requests_, &done, MPI_STATUSES_IGNORE));
+      if (done == 0) return false;
+      posted_ = false;
+      if (step.reduce_into.defined()) reduceInto(step.reduce_into, step.receive, op_);
+      ++next_;
+    }
+    return true;
+  }
+
+  MpiCommunicator& owner_;
+  Impl& impl_;
+  at::Tensor tensor_;
+  at::Tensor scratch_;
+  MPI_Datatype type_;
+  ReduceOp op_;
+  int64_t number_ = 0;
+  int tag_ = kAllreduceTagBase;
+  std::vector<Step> steps_;
+  std::size_t next_ = 0;
+  bool posted_ = false;
+  MPI_Request requests_[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+};
+
+std::unique_ptr<Work> MpiCommunicator::allreduceAsync(at::Tensor& tensor, const AllreduceOptions& opts) {
+  if (waitPolicy().blocking) return Communicator::allreduceAsync(tensor, opts);
+  return std::make_unique<AllreduceWork>(*this, tensor, opts);
+}
+
+// Point-to-point algorithms finished by bounded waits. Open MPI's MPI_Iallreduce (libnbc)
+// measured 1.25x slower than the blocking MPI_Allreduce on a 7.45 MB gradient at np 2
+// (tests/bench/bounded_wait.cpp); these are as fast as the blocking call.
+void MpiCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions& opts) {
+  if (waitPolicy().blocking) {
+    LRFIND_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, tensor.data_ptr(), count(tensor), mpiType(tensor), mpiOp(opts.op),
+                                   impl_->comm.get()));
     return;
   }
-  // A ring (reduce-scatter, then allgather: 2(W-1) steps, each moving 1/W of the tensor
-  // to the right-hand neighbour): bandwidth-optimal for large gradients.
-  const auto piece = [&](int i) {
-    const int64_t begin = numel * i / size_, end = numel * (i + 1) / size_;
-    return flat.narrow(0, begin, end - begin);
-  };
-  const int right = (rank_ + 1) % size_, left = (rank_ + size_ - 1) % size_;
-  const auto mod = [&](int i) { return ((i % size_) + size_) % size_; };
-  for (int step = 0; step + 1 < size_; ++step) {
-    at::Tensor mine = piece(mod(rank_ - step - 1));
-    at::Tensor incoming = impl.scratch.narrow(0, 0, mine.numel());
-    exchange(piece(mod(rank_ - step)), right, incoming, left);
-    reduceInto(mine, incoming, opts.op);
-  }
-  for (int step = 0; step + 1 < size_; ++step) {
-    exchange(piece(mod(rank_ + 1 - step)), right, piece(mod(rank_ - step)), left);
-  }
+  allreduceAsync(tensor, opts)->wait();
 }
 
 void MpiCommunicator::broadcast(at::Tensor& tensor, const BroadcastOptions& opts) {

@@ -32,12 +32,18 @@ class MpiCommunicator final : public Communicator {
   int localSize() const { return local_size_; }
 
   void allreduce(at::Tensor& tensor, const AllreduceOptions& opts = {}) override;
+  // Point-to-point steps (recursive doubling or a ring) that test() advances without
+  // blocking: Open MPI moves messages only inside MPI calls, so a caller computing
+  // meanwhile calls test() now and then. Each one has a tag of its own, so any number
+  // may be under way at once (up to 8192).
+  std::unique_ptr<Work> allreduceAsync(at::Tensor& tensor, const AllreduceOptions& opts = {}) override;
   void broadcast(at::Tensor& tensor, const BroadcastOptions& opts = {}) override;
   void gather(const at::Tensor& input, at::Tensor& output, const GatherOptions& opts = {}) override;
   void barrier() override;
 
  private:
   struct Impl;
+  class AllreduceWork;
   std::unique_ptr<Impl> impl_;
   int rank_ = 0;
   int size_ = 1;

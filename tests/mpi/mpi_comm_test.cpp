@@ -2,7 +2,9 @@
 
 #include <mpi.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -20,6 +22,17 @@ class MpiComm : public ::testing::Test {
   int r = comm.rank();
   int w = comm.size();
 };
+
+// Runs `call`, which must throw a CommError whose message contains `needle`.
+template <typename Call>
+void expectCommError(Call&& call, const std::string& needle) {
+  try {
+    call();
+    ADD_FAILURE() << "expected a CommError naming " << needle;
+  } catch (const CommError& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
 
 TEST_F(MpiComm, AllreduceSumMinMaxByHand) {
   at::Tensor f = at::full({5}, static_cast<float>(r + 1));
@@ -52,6 +65,51 @@ TEST_F(MpiComm, LargeAllreduceByHandAndTheSameBitsEverywhere) {
   EXPECT_EQ(m[n - 1].item<double>(), 0.0);
 }
 
+// Asynchronous allreduces, several under way at once (small ones by recursive doubling,
+// large ones by the ring), advanced with test() in a different order on every rank:
+// each ends with the bits of the blocking allreduce of the same input.
+TEST_F(MpiComm, AsyncAllreducesUnderWayTogetherEqualTheBlockingOnesBitForBit) {
+  const std::vector<int64_t> sizes{7, 100003, 1, 65536, 300000, 33};
+  std::vector<at::Tensor> async, blocking;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    at::manual_seed(static_cast<uint64_t>(1000 * r + static_cast<int>(i)));
+    async.push_back(at::randn({sizes[i]}));
+    blocking.push_back(async.back().clone());
+  }
+  for (auto& t : blocking) comm.allreduce(t);
+  std::vector<std::unique_ptr<Work>> works;
+  for (auto& t : async) works.push_back(comm.allreduceAsync(t));
+  // Rank r polls starting at a different work, and waits for the last one.
+  std::size_t pending = works.size();
+  std::vector<bool> done(works.size(), false);
+  for (int round = 0; pending > 1 && round < 1000000; ++round) {
+    const std::size_t i = (static_cast<std::size_t>(r) + static_cast<std::size_t>(round)) % works.size();
+    if (!done[i] && works[i]->test()) {
+      done[i] = true;
+      --pending;
+    }
+  }
+  for (std::size_t i = 0; i < works.size(); ++i) {
+    if (!done[i]) works[i]->wait();
+    EXPECT_TRUE(works[i]->test()) << "work " << i;
+    EXPECT_TRUE(at::equal(async[i], blocking[i])) << "work " << i << " (" << sizes[i] << " elements)";
+  }
+  // The communicator goes on as before.
+  at::Tensor t = at::full({3}, static_cast<float>(r + 1));
+  comm.allreduce(t);
+  EXPECT_TRUE(at::equal(t, at::full({3}, w * (w + 1) / 2.0f)));
+}
+
+// An unsupported dtype or op fails when the work is asked for, on every rank alike.
+TEST_F(MpiComm, AsyncAllreduceChecksBeforeItStarts) {
+  at::Tensor half = at::zeros({2}, at::kHalf);
+  expectCommError([&] { comm.allreduceAsync(half); }, "Half");
+  at::Tensor t = at::ones({2});
+  expectCommError([&] { comm.allreduceAsync(t, AllreduceOptions{static_cast<ReduceOp>(9)}); }, "reduce op 9");
+  comm.allreduceAsync(t)->wait();
+  EXPECT_TRUE(at::equal(t, at::full({2}, static_cast<float>(w))));
+}
+
 TEST_F(MpiComm, BroadcastFromEveryRoot) {
   for (int root = 0; root < w; ++root) {
     at::Tensor t = at::full({4}, static_cast<double>(r == root ? 100 + root : -1), at::kDouble);
@@ -75,17 +133,6 @@ TEST_F(MpiComm, ErrorsNameTheProblem) {
   at::Tensor t = at::zeros({2});
   EXPECT_THROW(comm.broadcast(t, BroadcastOptions{w}), Error);
   comm.barrier();
-}
-
-// Runs `call`, which must throw a CommError whose message contains `needle`.
-template <typename Call>
-void expectCommError(Call&& call, const std::string& needle) {
-  try {
-    call();
-    ADD_FAILURE() << "expected a CommError naming " << needle;
-  } catch (const CommError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 // Every collective refuses a dtype MPI cannot carry with a CommError (as NCCL does),
