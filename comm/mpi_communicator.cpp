@@ -259,14 +259,20 @@ struct MpiCommunicator::Impl {
   }
 
   // A root's one request per rank (MPI_REQUEST_NULL for itself), finished; the ranks
-  // whose request is still out are the ones a warning or a timeout names.
+  // whose request is still out are the ones a warning or a timeout names, and of those
+  // (on rank 0, which hears the heartbeats) the silent ones if any: a rank stopped
+  // halfway through an allreduce leaves its partners there, late for this gather too
+  // but still heartbeating.
   void finishPerRank(const Communicator& owner, std::vector<MPI_Request>& requests, const char* what) {
     finish(owner, requests.data(), static_cast<int>(requests.size()), [&] {
-      std::vector<int> missing;
+      std::vector<int> missing, silent;
+      const auto now = Clock::now();
       for (std::size_t r = 0; r < requests.size(); ++r) {
-        if (requests[r] != MPI_REQUEST_NULL) missing.push_back(static_cast<int>(r));
+        if (requests[r] == MPI_REQUEST_NULL) continue;
+        missing.push_back(static_cast<int>(r));
+        if (rank == 0 && r < heard.size() && now - heard[r] > kSilent) silent.push_back(static_cast<int>(r));
       }
-      return concat(describeRanks(missing, owner.peerNames()), what);
+      return concat(describeRanks(silent.empty() ? missing : silent, owner.peerNames()), what);
     });
   }
 

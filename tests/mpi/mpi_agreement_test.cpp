@@ -122,10 +122,11 @@ TEST(MpiWait, GatherTimeoutNamesTheMissingRank) {
 }
 
 // Rank 1 stops (no MPI calls, no heartbeats) while rank 3 waits on it elsewhere: rank 3
-// is late for rank 0's allreduce but alive, so rank 0's timeout names rank 1 alone (the
-// CI case: SIGSTOP on rank 1 halfway through a recursive-doubling allreduce left rank 3
-// in it, and both were named). Afterwards every abandoned receive gets its message.
-TEST(MpiWait, AllreduceTimeoutNamesTheSilentRankNotTheOneWaitingOnIt) {
+// is late for rank 0's collective but alive, so rank 0's timeout names rank 1 alone.
+// The CI case: SIGSTOP on rank 1 halfway through a recursive-doubling allreduce left
+// rank 3 in it, and rank 0, in that allreduce or already in the next step's loss
+// gather, named both. Afterwards every abandoned receive gets its message.
+void checkSilentRankIsNamedAlone(bool in_gather) {
   MpiCommunicator comm;
   if (comm.size() != 4) GTEST_SKIP() << "needs 4 ranks (recursive doubling pairs 1 with 3), have " << comm.size();
   WaitPolicy policy;
@@ -137,6 +138,8 @@ TEST(MpiWait, AllreduceTimeoutNamesTheSilentRankNotTheOneWaitingOnIt) {
   comm.setPeerNames(names);
   comm.setLabel("step 9");
   at::Tensor grad = at::ones({2});
+  at::Tensor mine = at::full({1}, comm.rank(), at::kLong);
+  at::Tensor all = at::zeros({comm.size()}, at::kLong);
   at::Tensor from_one = at::zeros({1});  // rank 3's broadcast buffer: written after its timeout
   MPI_Barrier(MPI_COMM_WORLD);
   const auto timesOut = [](const std::function<void()>& wait) {
@@ -149,20 +152,41 @@ TEST(MpiWait, AllreduceTimeoutNamesTheSilentRankNotTheOneWaitingOnIt) {
   };
   switch (comm.rank()) {
     case 0:
-      EXPECT_EQ(timesOut([&] { comm.allreduce(grad); }),
-                "step 9: rank 1 (host1, pid 1) (allreduce) did not answer within 3 s (the test's timeout)");
+      if (in_gather) {
+        EXPECT_EQ(timesOut([&] { comm.gather(mine, all); }),
+                  "step 9: rank 1 (host1, pid 1) did not answer within 3 s (the test's timeout)");
+      } else {
+        EXPECT_EQ(timesOut([&] { comm.allreduce(grad); }),
+                  "step 9: rank 1 (host1, pid 1) (allreduce) did not answer within 3 s (the test's timeout)");
+      }
       break;
     case 1: break;  // silent until everyone else has timed out
-    case 2: EXPECT_NE(timesOut([&] { comm.allreduce(grad); }), "no timeout"); break;
+    case 2:
+      if (in_gather) {
+        comm.gather(mine, all);
+      } else {
+        EXPECT_NE(timesOut([&] { comm.allreduce(grad); }), "no timeout");
+      }
+      break;
     case 3: EXPECT_NE(timesOut([&] { comm.broadcast(from_one, BroadcastOptions{1}); }), "no timeout"); break;
   }
   MPI_Barrier(MPI_COMM_WORLD);
-  // Rank 1's allreduce meets rank 0's abandoned one and rank 3's; rank 3's meets rank 2's.
-  // Rank 1's broadcast feeds rank 3's abandoned receive and ranks 0 and 2's new ones.
-  if (comm.rank() == 1 || comm.rank() == 3) comm.allreduce(grad);
+  // Gather: ranks 1 and 3 feed rank 0's abandoned receives. Allreduce: rank 1's meets
+  // rank 0's abandoned one and rank 3's; rank 3's meets rank 2's. Then rank 1's
+  // broadcast feeds rank 3's abandoned receive and ranks 0 and 2's new ones.
+  if (comm.rank() == 1 || comm.rank() == 3) {
+    if (in_gather) {
+      comm.gather(mine, all);
+    } else {
+      comm.allreduce(grad);
+    }
+  }
   if (comm.rank() != 3) comm.broadcast(from_one, BroadcastOptions{1});
   MPI_Barrier(MPI_COMM_WORLD);
 }
+
+TEST(MpiWait, AllreduceTimeoutNamesTheSilentRankNotTheOneWaitingOnIt) { checkSilentRankIsNamedAlone(false); }
+TEST(MpiWait, GatherTimeoutNamesTheSilentRankNotTheOneWaitingOnIt) { checkSilentRankIsNamedAlone(true); }
 
 }  // namespace
 }  // namespace lrfind::comm
