@@ -34,7 +34,7 @@ double secondsSince(Clock::time_point t0) {
 // micro-batches and ranks are then the gradient of the global mean (powers of two
 // divide exactly), and averaging needs no extra pass.
 std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const LossFn& loss_fn,
-                                          int64_t accumulate, int world) {
+                                          int64_t accumulate, int world, comm::GradientAverager& averager) {
   const double scale = 1.0 / static_cast<double>(accumulate * world);
   double loss_sum = 0;
   double samples = 0;
@@ -44,6 +44,7 @@ std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const
                  "the data source returned an empty batch");
     at::Tensor loss = loss_fn(model.forward(batch.input), batch.target);
     LRFIND_CHECK(loss.numel() == 1, "the loss must be a scalar, got shape ", loss.sizes());
+    averager.beginBackward(/*last=*/m + 1 == accumulate);  // only the last micro-batch communicates
     (scale != 1.0 ? loss * scale : loss).backward();
     const auto n = static_cast<double>(batch.input.size(0));
     loss_sum += loss.item<double>() * n;
@@ -93,7 +94,8 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
   model.setTraining(true);
 
   std::vector<at::Tensor> params = model.parameters();
-  comm::GradientAverager averager(tensor_comm, params, context.bucket_bytes, /*loss_prescaled=*/true);
+  comm::GradientAverager averager(tensor_comm, params, context.bucket_bytes, /*loss_prescaled=*/true,
+                                  context.overlap_gradients);
 
   SweepResult result;
   result.method = options.suggest;
@@ -147,12 +149,15 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       if (local_error.empty()) {
         try {
           if (context.before_step) context.before_step(k);
-          std::tie(loss_sum, samples) = forwardBackward(model, data, loss_fn, options.accumulate, world);
+          std::tie(loss_sum, samples) = forwardBackward(model, data, loss_fn, options.accumulate, world, averager);
         } catch (const std::exception& e) {
           local_error = e.what();
           local_kind = comm::failureKind(e);
         }
       }
+      // Overlapped: every bucket not started by the hooks starts now, also after a
+      // failure here, so that every rank has started the same allreduces.
+      averager.launchRemaining();
       auto* lp = local.data_ptr<double>();
       lp[kLossSum] = loss_sum;
       lp[kSamples] = samples;
@@ -192,6 +197,9 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       comm.broadcast(decision);
       const auto* d = decision.data_ptr<double>();
       const auto reason = static_cast<StopReason>(static_cast<int>(d[kReason]));
+      // Overlapped: the allreduces complete whatever was decided (every rank started
+      // them); blocking: average() below, only for a step that is applied.
+      averager.finish();
 
       if (reason == StopReason::kError) {
         const int failing = static_cast<int>(d[kFailingRank]);
@@ -202,7 +210,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
         break;
       }
       if (d[kStop] == 0.0) {
-        averager.average();
+        if (!averager.overlapping()) averager.average();
         optimizer.step();
         lr = d[kNextLr];
       }

@@ -59,6 +59,10 @@ struct SweepContext {
   SweepObserver* observer = nullptr;
   StepHook before_step;
   std::size_t bucket_bytes = comm::kDefaultBucketBytes;
+  // Start each gradient bucket's allreduce during backward, as soon as its gradients are
+  // ready (CPU parameters; comm/grad_sync.h), instead of all of them after backward.
+  // The same buckets and allreduce either way: the same bits.
+  bool overlap_gradients = false;
   // After the last step, compare a checksum of the parameters across ranks (before the
   // restore) and fail with CommError if any rank differs.
   bool check_consistency = false;

@@ -189,6 +189,38 @@ void checkAveraging(MpiCommunicator& comm, const std::vector<std::vector<int64_t
   }
 }
 
+// Overlapped: the hooks start the buckets during backward (all of them here: every
+// parameter gets a gradient), and the result is the blocking one's, bit for bit.
+TEST_F(MpiComm, OverlappedAveragingStartsBucketsDuringBackward) {
+  at::manual_seed(3);
+  const at::Tensor w1 = at::randn({16, 8}), w2 = at::randn({4, 16});
+  const at::Tensor x = at::randn({5, 8}) + r;
+  std::vector<at::Tensor> grads[2];
+  for (const bool overlap : {false, true}) {
+    std::vector<at::Tensor> params{w1.clone().set_requires_grad(true), w2.clone().set_requires_grad(true)};
+    GradientAverager avg(comm, params, /*bucket_bytes=*/40 * sizeof(float), false, overlap);
+    EXPECT_EQ(avg.overlapping(), overlap && w > 1);
+    for (int step = 0; step < 2; ++step) {
+      for (auto& p : params) {
+        if (p.grad().defined()) p.mutable_grad().zero_();
+      }
+      avg.beginBackward(true);
+      at::matmul(at::tanh(at::matmul(x, params[0].t())), params[1].t()).pow(2).sum().backward();
+      if (overlap) {
+        avg.launchRemaining();
+        avg.finish();
+        if (w > 1) {
+          EXPECT_EQ(avg.bucketsStartedInBackward(), avg.numBuckets()) << "step " << step;
+        }
+      } else {
+        avg.average();
+      }
+    }
+    for (auto& p : params) grads[overlap ? 1 : 0].push_back(p.grad().clone());
+  }
+  for (std::size_t i = 0; i < grads[0].size(); ++i) EXPECT_TRUE(at::equal(grads[0][i], grads[1][i])) << i;
+}
+
 TEST_F(MpiComm, GradientAveragingBucketsSmallerThanAParameter) {
   checkAveraging(comm, {{10, 10}, {7}}, 16 * sizeof(float), 7);
 }

@@ -210,6 +210,77 @@ TEST(MpiSweep, InterruptOnOneRankStopsEveryRankAtTheSameStep) {
 // every step, and the curve equals one process's with the global batch. Before the fix
 // the gradient averager gave the frozen weights a zero gradient, and SGD's weight decay
 // and momentum moved them on every rank but not in one process (36% apart by step 10).
+// Overlapped gradient averaging (allreduces started by hooks during backward) against
+// the blocking one: the same buckets, small enough that parameters span several, and
+// the same allreduce, so the same bits, with and without accumulation.
+TEST(MpiSweep, OverlappedAveragingEqualsBlockingBitForBit) {
+  comm::MpiCommunicator comm;
+  for (const int64_t accumulate : {1, 4}) {
+    finder::SweepOptions o;
+    o.min_lr = 1e-4;
+    o.max_lr = 1.0;
+    o.num_training = 30;
+    o.accumulate = accumulate;
+    o.restore_state = false;
+    finder::SweepContext blocking;
+    blocking.bucket_bytes = 1000;  // 250 float32: the 32x64 weight spans 9 buckets
+    finder::SweepContext overlapped = blocking;
+    overlapped.overlap_gradients = true;
+    const SweepRun a = sweep(comm, o, blocking);
+    const SweepRun b = sweep(comm, o, overlapped);
+    ASSERT_EQ(a.final_params.size(), b.final_params.size());
+    for (std::size_t i = 0; i < a.final_params.size(); ++i) {
+      EXPECT_TRUE(at::equal(a.final_params[i], b.final_params[i])) << "accumulate " << accumulate << ", parameter " << i;
+    }
+    if (comm.rank() != 0) continue;
+    ASSERT_EQ(a.result.loss_raw.size(), b.result.loss_raw.size());
+    for (std::size_t k = 0; k < a.result.loss_raw.size(); ++k) {
+      EXPECT_EQ(a.result.loss_raw[k], b.result.loss_raw[k]) << "accumulate " << accumulate << ", step " << k;
+    }
+  }
+}
+
+// A layer that forward never uses gets no gradient: the overlapped step must not wait
+// for it. Its bucket goes out with zeros, every rank the same, and it stays put.
+struct WithUnusedLayerImpl : torch::nn::Module {
+  WithUnusedLayerImpl()
+      : used(register_module("used", torch::nn::Linear(32, 10))),
+        unused(register_module("unused", torch::nn::Linear(32, 10))) {}
+  at::Tensor forward(const at::Tensor& x) { return used->forward(x); }
+  torch::nn::Linear used;
+  torch::nn::Linear unused;
+};
+TORCH_MODULE(WithUnusedLayer);
+
+TEST(MpiSweep, OverlappedAveragingWithAnUnusedLayerCompletes) {
+  comm::MpiCommunicator comm;
+  const auto data = runtime::makeSynthetic(0);
+  torch::manual_seed(0);
+  WithUnusedLayer net;
+  const at::Tensor unused_start = net->unused->weight.detach().clone();
+  const at::Tensor used_start = net->used->weight.detach().clone();
+  auto model = finder::makeModel(net);
+  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(1e-4).momentum(0.5));
+  runtime::BatchPlan plan;
+  plan.batch_size = kGlobalBatch / comm.size();
+  plan.rank = comm.rank();
+  plan.world = comm.size();
+  runtime::ShardedBatches batches(data, plan, c10::Device(c10::DeviceType::CPU));
+  finder::SweepOptions o;
+  o.num_training = 10;
+  o.restore_state = false;
+  finder::SweepContext ctx;
+  ctx.comm = &comm;
+  ctx.bucket_bytes = 400;  // the unused layer's buckets are separate from the used one's
+  ctx.overlap_gradients = true;
+  const auto result = finder::runSweep(*model, opt, batches, runtime::makeLoss("cross_entropy"), o, ctx);
+  EXPECT_EQ(result.stepsCompleted(), 10);
+  EXPECT_TRUE(at::equal(net->unused->weight, unused_start));
+  ASSERT_TRUE(net->unused->weight.grad().defined());
+  EXPECT_EQ(net->unused->weight.grad().abs().max().item<float>(), 0.0f);
+  EXPECT_FALSE(at::equal(net->used->weight, used_start));
+}
+
 TEST(MpiSweep, FrozenParametersStayPutAndTheCurveEqualsOneProcess) {
   MPI_Comm world = MPI_COMM_WORLD;
   int rank = 0, size = 1;

@@ -89,7 +89,8 @@ TEST(GradientAverager, GradientsBecomeViewsOfTheBucketsAndStayThere) {
   avg.average();
   const void* first = params[0].grad().data_ptr();
   const void* second = params[1].grad().data_ptr();
-  EXPECT_EQ(static_cast<const float*>(second), static_cast<const float*>(first) + 6) << "one flat buffer";
+  // One flat buffer, the last parameter first (the order backward produces them in).
+  EXPECT_EQ(static_cast<const float*>(first), static_cast<const float*>(second) + 6) << "one flat buffer";
   // What backward does: accumulate in place into the existing gradient.
   params[1].mutable_grad().add_(1.0);
   avg.average();
