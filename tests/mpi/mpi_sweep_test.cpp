@@ -28,12 +28,11 @@ struct SweepRun {
   std::vector<at::Tensor> final_params;
 };
 
-// Same data and initial weights everywhere; `world` ranks of batch kGlobalBatch / W.
-SweepRun sweep(comm::Communicator& comm, const finder::SweepOptions& options, const finder::SweepContext& extra = {},
-               finder::LossFn loss = runtime::makeLoss("cross_entropy")) {
+// `net` on the same data everywhere; `world` ranks of batch kGlobalBatch / W.
+template <typename Net>
+SweepRun sweepWith(Net net, comm::Communicator& comm, const finder::SweepOptions& options,
+                   const finder::SweepContext& extra = {}, finder::LossFn loss = runtime::makeLoss("cross_entropy")) {
   const auto data = runtime::makeSynthetic(0);
-  torch::manual_seed(0);
-  torch::nn::Sequential net(torch::nn::Linear(32, 64), torch::nn::ReLU(), torch::nn::Linear(64, 10));
   auto model = finder::makeModel(net);
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(1e-4).momentum(0.5));
   runtime::BatchPlan plan;
@@ -48,6 +47,14 @@ SweepRun sweep(comm::Communicator& comm, const finder::SweepOptions& options, co
   run.result = finder::runSweep(*model, opt, batches, loss, options, ctx);
   for (auto& p : model->parameters()) run.final_params.push_back(p.detach().clone());
   return run;
+}
+
+// The same initial weights everywhere: a 32-64-10 MLP.
+SweepRun sweep(comm::Communicator& comm, const finder::SweepOptions& options, const finder::SweepContext& extra = {},
+               finder::LossFn loss = runtime::makeLoss("cross_entropy")) {
+  torch::manual_seed(0);
+  torch::nn::Sequential net(torch::nn::Linear(32, 64), torch::nn::ReLU(), torch::nn::Linear(64, 10));
+  return sweepWith(net, comm, options, extra, std::move(loss));
 }
 
 uint64_t checksum(const std::vector<at::Tensor>& params) {
@@ -254,27 +261,18 @@ TORCH_MODULE(WithUnusedLayer);
 
 TEST(MpiSweep, OverlappedAveragingWithAnUnusedLayerCompletes) {
   comm::MpiCommunicator comm;
-  const auto data = runtime::makeSynthetic(0);
   torch::manual_seed(0);
   WithUnusedLayer net;
   const at::Tensor unused_start = net->unused->weight.detach().clone();
   const at::Tensor used_start = net->used->weight.detach().clone();
-  auto model = finder::makeModel(net);
-  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(1e-4).momentum(0.5));
-  runtime::BatchPlan plan;
-  plan.batch_size = kGlobalBatch / comm.size();
-  plan.rank = comm.rank();
-  plan.world = comm.size();
-  runtime::ShardedBatches batches(data, plan, c10::Device(c10::DeviceType::CPU));
   finder::SweepOptions o;
   o.num_training = 10;
   o.restore_state = false;
   finder::SweepContext ctx;
-  ctx.comm = &comm;
   ctx.bucket_bytes = 400;  // the unused layer's buckets are separate from the used one's
   ctx.overlap_gradients = true;
-  const auto result = finder::runSweep(*model, opt, batches, runtime::makeLoss("cross_entropy"), o, ctx);
-  EXPECT_EQ(result.stepsCompleted(), 10);
+  const SweepRun run = sweepWith(net, comm, o, ctx);
+  EXPECT_EQ(run.result.stepsCompleted(), 10);
   EXPECT_TRUE(at::equal(net->unused->weight, unused_start));
   ASSERT_TRUE(net->unused->weight.grad().defined());
   EXPECT_EQ(net->unused->weight.grad().abs().max().item<float>(), 0.0f);
