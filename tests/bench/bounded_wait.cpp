@@ -10,10 +10,6 @@
 // is the median over pairs of (bounded step time / blocking step time), where a step
 // time is the sweep's wall time over its steps, the maximum over ranks.
 
-#include <mpi.h>
-
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -23,71 +19,17 @@
 
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
-#include "finder/model.h"
-#include "finder/sweep.h"
+#include "sweep_bench.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Random inputs and labels, cycled; the same stream on every run of a model.
-class RandomBatches final : public lrfind::finder::BatchSource {
- public:
-  RandomBatches(int64_t features, int64_t classes, int64_t batch, int rank) {
-    torch::manual_seed(100 + rank);
-    x_ = torch::randn({kBatches * batch, features});
-    y_ = torch::randint(0, classes, {kBatches * batch});
-    batch_ = batch;
-  }
-  lrfind::finder::Batch next() override {
-    const int64_t start = (pos_++ % kBatches) * batch_;
-    return {x_.narrow(0, start, batch_), y_.narrow(0, start, batch_)};
-  }
-
- private:
-  static constexpr int64_t kBatches = 64;
-  torch::Tensor x_, y_;
-  int64_t batch_ = 0;
-  int64_t pos_ = 0;
-};
-
-// Seconds per step of one sweep, the maximum over ranks.
+// Seconds per step of one sweep through the bounded or the blocking MPI calls.
 double sweepStepSeconds(lrfind::comm::MpiCommunicator& comm, const std::vector<int64_t>& widths, int64_t steps,
                         bool blocking) {
   lrfind::comm::WaitPolicy policy;
   policy.blocking = blocking;
   comm.setWaitPolicy(policy);
-  torch::manual_seed(0);
-  torch::nn::Sequential net;
-  for (std::size_t i = 0; i + 1 < widths.size(); ++i) {
-    net->push_back(torch::nn::Linear(widths[i], widths[i + 1]));
-    if (i + 2 < widths.size()) net->push_back(torch::nn::ReLU());
-  }
-  auto model = lrfind::finder::makeModel(net);
-  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(1e-4));
-  RandomBatches data(widths.front(), widths.back(), 16, comm.rank());
-  auto loss = [](const torch::Tensor& out, const torch::Tensor& t) {
-    return torch::nn::functional::cross_entropy(out, t);
-  };
-  lrfind::finder::SweepOptions o;
-  o.min_lr = 1e-6;
-  o.max_lr = 1e-3;
-  o.num_training = steps;
-  o.early_stop_threshold = std::nullopt;
-  lrfind::finder::SweepContext ctx;
-  ctx.comm = &comm;
-  comm.barrier();
-  const auto t0 = Clock::now();
-  lrfind::finder::runSweep(*model, opt, data, loss, o, ctx);
-  double s = std::chrono::duration<double>(Clock::now() - t0).count() / static_cast<double>(steps);
-  double worst = 0;
-  MPI_Allreduce(&s, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  return worst;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  return lrfind::bench::sweepStepSeconds(comm, widths, steps);
 }
 
 }  // namespace
@@ -127,6 +69,7 @@ int main(int argc, char** argv) {
       ratios.push_back(t_bounded / t_blocking);
     }
     if (comm.rank() == 0) {
+      using lrfind::bench::median;
       std::printf("%-28s %14.3f %14.3f %22.3f\n", c.name, median(blocking) * 1e3, median(bounded) * 1e3,
                   median(ratios));
     }
