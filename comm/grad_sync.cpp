@@ -45,12 +45,12 @@ GradientAverager::GradientAverager(Communicator& comm, std::vector<at::Tensor> p
   overlap_ = overlap && first.device().is_cpu();
   if (!overlap_) return;
   param_buckets_.resize(params_.size());
-  bucket_params_.assign(buckets_.size(), 0);
+  params_per_bucket_.assign(buckets_.size(), 0);
   for (std::size_t j = 0; j < params_.size(); ++j) {
     const int64_t begin = offsets[j], end = begin + params_[j].numel();
     for (int64_t b = begin / capacity; b * capacity < end; ++b) {
       param_buckets_[j].push_back(static_cast<std::size_t>(b));
-      ++bucket_params_[static_cast<std::size_t>(b)];
+      ++params_per_bucket_[static_cast<std::size_t>(b)];
     }
   }
   for (std::size_t j = 0; j < params_.size(); ++j) {
@@ -92,7 +92,7 @@ void GradientAverager::average() {
 }
 
 void GradientAverager::resetStep() {
-  waiting_ = bucket_params_;
+  waiting_ = params_per_bucket_;
   ready_.assign(params_.size(), 0);
   works_.clear();
   works_.resize(buckets_.size());

@@ -94,7 +94,7 @@ class GradientAverager {
   // Overlap: which buckets each parameter touches, how many parameters each bucket
   // still waits for this step, and the allreduces started this step.
   std::vector<std::vector<std::size_t>> param_buckets_;
-  std::vector<int> bucket_params_;
+  std::vector<int> params_per_bucket_;
   std::vector<int> waiting_;
   std::vector<char> ready_;
   std::vector<std::unique_ptr<Work>> works_;

@@ -244,35 +244,39 @@ struct MpiCommunicator::Impl {
     }
   }
 
+  // Rank 0: whether rank r has not been heard from for kSilent (false where this rank
+  // hears no heartbeats: not rank 0, or r never counted).
+  bool silent(std::size_t r, Clock::time_point now) const {
+    return rank == 0 && r < heard.size() && now - heard[r] > kSilent;
+  }
+
   // Rank 0, in an allreduce: the ranks that fell silent, else those that have not
   // announced it. Silence comes first: a rank stopped halfway through the previous
   // allreduce leaves its partners there too, late for this one but still heartbeating,
   // and naming them would send the user to the wrong node.
   std::vector<int> missing(int64_t number) const {
-    std::vector<int> late, silent;
+    std::vector<int> late, quiet;
     const auto now = Clock::now();
     for (std::size_t r = 1; r < announced.size(); ++r) {
       if (announced[r] < number) late.push_back(static_cast<int>(r));
-      if (now - heard[r] > kSilent) silent.push_back(static_cast<int>(r));
+      if (silent(r, now)) quiet.push_back(static_cast<int>(r));
     }
-    return silent.empty() ? late : silent;
+    return quiet.empty() ? late : quiet;
   }
 
   // A root's one request per rank (MPI_REQUEST_NULL for itself), finished; the ranks
   // whose request is still out are the ones a warning or a timeout names, and of those
-  // (on rank 0, which hears the heartbeats) the silent ones if any: a rank stopped
-  // halfway through an allreduce leaves its partners there, late for this gather too
-  // but still heartbeating.
+  // the silent ones if any, for the reason given at missing().
   void finishPerRank(const Communicator& owner, std::vector<MPI_Request>& requests, const char* what) {
     finish(owner, requests.data(), static_cast<int>(requests.size()), [&] {
-      std::vector<int> missing, silent;
+      std::vector<int> out, quiet;
       const auto now = Clock::now();
       for (std::size_t r = 0; r < requests.size(); ++r) {
         if (requests[r] == MPI_REQUEST_NULL) continue;
-        missing.push_back(static_cast<int>(r));
-        if (rank == 0 && r < heard.size() && now - heard[r] > kSilent) silent.push_back(static_cast<int>(r));
+        out.push_back(static_cast<int>(r));
+        if (silent(r, now)) quiet.push_back(static_cast<int>(r));
       }
-      return concat(describeRanks(silent.empty() ? missing : silent, owner.peerNames()), what);
+      return concat(describeRanks(quiet.empty() ? out : quiet, owner.peerNames()), what);
     });
   }
 
@@ -443,10 +447,10 @@ class MpiCommunicator::AllreduceWork final : public Work {
   // to the right-hand neighbour), bandwidth-optimal for large gradients.
   void plan() {
     const int rank = owner_.rank(), size = owner_.size();
+    if (size == 1) return;
     const int64_t numel = tensor_.numel();
     at::Tensor flat = tensor_.view({-1});
     const bool doubling = (size & (size - 1)) == 0 && numel * tensor_.element_size() <= kDoublingBytes;
-    if (size == 1) return;
     scratch_ = impl_.takeScratch(doubling ? numel : (numel + size - 1) / size, tensor_.options());
     if (doubling) {
       at::Tensor incoming = scratch_.narrow(0, 0, numel);

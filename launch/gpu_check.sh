@@ -137,6 +137,9 @@ dist="$build/lrfind_dist"
 libtorch_gpus="$("$dist" --version | sed -n 's/.*GPUs LibTorch sees now: \([0-9]*\).*/\1/p')"
 if [[ "$gpus" == unknown || "${libtorch_gpus:-0}" -gt "${gpus:-0}" ]]; then gpus="${libtorch_gpus:-0}"; fi
 
+# The line after GoogleTest's first "...: Skipped" (its reason), or a bench's skip line.
+first_skip_reason() { grep -m1 -A1 -E ': Skipped$|: skipped' "$1" | tail -n1 | tr -s ' '; }
+
 # run_part <name> <command...>: PASS when it exits 0 and, where LibTorch sees a GPU,
 # nothing in it skipped (a GoogleTest case, or a benchmark's "skipped" line).
 run_part() {
@@ -152,9 +155,9 @@ run_part() {
     grep -v '^frame #' "$out" | tail -n 12 | tee -a "$report"
   elif ((skipped > 0 && gpus > 0)); then
     fail "$name: $skipped test(s) skipped although LibTorch sees $gpus GPU(s); the first reason:"
-    grep -m1 -A1 -E ": Skipped$|: skipped" "$out" | tail -n1 | tee -a "$report"
+    first_skip_reason "$out" | tee -a "$report"
   elif ((skipped > 0)); then
-    say "SKIP: $name (no GPU): $(grep -m1 -A1 -E ': Skipped$|: skipped' "$out" | tail -n1 | tr -s ' ')"
+    say "SKIP: $name (no GPU): $(first_skip_reason "$out")"
   else
     say "PASS: $name"
   fi

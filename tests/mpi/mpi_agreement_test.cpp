@@ -88,18 +88,24 @@ TEST(MpiAgreement, GatherTextGivesTheRootEveryRanksTextInOrder) {
   for (int r = 1; r < comm.size(); ++r) EXPECT_EQ(texts[static_cast<std::size_t>(r)], "rank " + std::to_string(r));
 }
 
-// A rank that never joins a gather is named by the root's timeout (per-rank receives),
-// with where it runs; the late rank joins afterwards so that nothing stays pending.
-TEST(MpiWait, GatherTimeoutNamesTheMissingRank) {
-  MpiCommunicator comm;
+// A short deadline named "the test's timeout", peers named "hostR, pid R", and a label,
+// for the tests that check a timeout's exact message.
+void prepareForTimeouts(MpiCommunicator& comm, std::chrono::seconds timeout, const std::string& label) {
   WaitPolicy policy;
-  policy.timeout = std::chrono::seconds(2);
+  policy.timeout = timeout;
   policy.timeout_option = "the test's timeout";
   comm.setWaitPolicy(policy);
   std::vector<std::string> names;
   for (int r = 0; r < comm.size(); ++r) names.push_back("host" + std::to_string(r) + ", pid " + std::to_string(r));
   comm.setPeerNames(names);
-  comm.setLabel("step 5");
+  comm.setLabel(label);
+}
+
+// A rank that never joins a gather is named by the root's timeout (per-rank receives),
+// with where it runs; the late rank joins afterwards so that nothing stays pending.
+TEST(MpiWait, GatherTimeoutNamesTheMissingRank) {
+  MpiCommunicator comm;
+  prepareForTimeouts(comm, std::chrono::seconds(2), "step 5");
   const int late = comm.size() - 1;
   at::Tensor mine = at::full({2}, comm.rank(), at::kLong);
   at::Tensor all = comm.rank() == 0 ? at::zeros({2 * comm.size()}, at::kLong) : at::Tensor();
@@ -129,14 +135,7 @@ TEST(MpiWait, GatherTimeoutNamesTheMissingRank) {
 void checkSilentRankIsNamedAlone(bool in_gather) {
   MpiCommunicator comm;
   if (comm.size() != 4) GTEST_SKIP() << "needs 4 ranks (recursive doubling pairs 1 with 3), have " << comm.size();
-  WaitPolicy policy;
-  policy.timeout = std::chrono::seconds(3);
-  policy.timeout_option = "the test's timeout";
-  comm.setWaitPolicy(policy);
-  std::vector<std::string> names;
-  for (int r = 0; r < comm.size(); ++r) names.push_back("host" + std::to_string(r) + ", pid " + std::to_string(r));
-  comm.setPeerNames(names);
-  comm.setLabel("step 9");
+  prepareForTimeouts(comm, std::chrono::seconds(3), "step 9");
   at::Tensor grad = at::ones({2});
   at::Tensor mine = at::full({1}, comm.rank(), at::kLong);
   at::Tensor all = at::zeros({comm.size()}, at::kLong);
