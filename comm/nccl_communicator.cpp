@@ -10,6 +10,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -20,7 +21,9 @@
 
 #if LRFIND_TORCH_HAS_CUDA
 #include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
@@ -66,6 +69,156 @@ void selectDevice(int device, int rank) {
   }
 #endif
 }
+
+// A CUDA call on `device` that failed, as a CommError.
+CommError cudaFailure(const char* call, int device, int rank, const std::string& cause) {
+  return CommError(concat(call, " on cuda:", device, " failed on rank ", rank, ": ", cause));
+}
+
+// The streams and events of the asynchronous allreduce, through LibTorch where it has
+// CUDA, else through the toolkit's runtime (as selectDevice).
+#if LRFIND_TORCH_HAS_CUDA
+using Stream = c10::cuda::CUDAStream;
+
+cudaStream_t raw(const Stream& stream) { return stream.stream(); }
+
+Stream currentStream(int device) {
+  return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device));
+}
+
+// Runs `f`, which calls LibTorch's CUDA API; its error becomes a CommError.
+template <typename F>
+decltype(auto) viaTorch(const char* call, int device, int rank, F&& f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    throw cudaFailure(call, device, rank, causeOf(e));
+  }
+}
+#else
+using Stream = cudaStream_t;
+
+cudaStream_t raw(const Stream& stream) { return stream; }
+
+Stream currentStream(int /*device*/) { return nullptr; }  // the legacy default stream, as stream()
+
+void cudartCheck(cudaError_t rc, const char* call, int device, int rank) {
+  if (rc == cudaSuccess) return;
+  cudaGetLastError();  // clear it: the error is reported here
+  throw cudaFailure(call, device, rank, cudaGetErrorString(rc));
+}
+#endif
+
+// `device` is the calling thread's current device for the scope, then the previous one
+// again: autograd's device thread, which starts asynchronous allreduces, is not ours to
+// change. (Without CUDA in LibTorch the legacy default stream is the current device's.)
+class DeviceScope {
+ public:
+  DeviceScope(int device, int rank) {
+#if LRFIND_TORCH_HAS_CUDA
+    viaTorch("setting the device", device, rank,
+             [&] { guard_.emplace(static_cast<c10::DeviceIndex>(device)); });
+#else
+    cudartCheck(cudaGetDevice(&previous_), "cudaGetDevice", device, rank);
+    if (previous_ != device) cudartCheck(cudaSetDevice(device), "cudaSetDevice", device, rank);
+    changed_ = previous_ != device;
+#endif
+  }
+
+  ~DeviceScope() {
+#if !LRFIND_TORCH_HAS_CUDA
+    if (!changed_) return;
+    const cudaError_t rc = cudaSetDevice(previous_);
+    if (rc != cudaSuccess) {
+      cudaGetLastError();
+      std::fprintf(stderr, "lrfind: warning: restoring the device cuda:%d failed: %s\n", previous_,
+                   cudaGetErrorString(rc));
+    }
+#endif
+  }
+
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+#if LRFIND_TORCH_HAS_CUDA
+  std::optional<c10::cuda::CUDAGuard> guard_;  // restores the device on destruction
+#else
+  int previous_ = 0;
+  bool changed_ = false;
+#endif
+};
+
+// A CUDA event without timing, created by its first record on the device of that stream
+// (under a DeviceScope for the device). Destroying it while a record is still pending is
+// fine: CUDA releases it once the record completes.
+class DeviceEvent {
+ public:
+  DeviceEvent(int device, int rank) : device_(device), rank_(rank) {}
+
+  ~DeviceEvent() {
+#if !LRFIND_TORCH_HAS_CUDA
+    if (event_ == nullptr) return;
+    const cudaError_t rc = cudaEventDestroy(event_);
+    if (rc != cudaSuccess) {
+      cudaGetLastError();
+      std::fprintf(stderr, "lrfind: warning: cudaEventDestroy on cuda:%d failed on rank %d: %s\n", device_, rank_,
+                   cudaGetErrorString(rc));
+    }
+#endif
+  }
+
+  DeviceEvent(const DeviceEvent&) = delete;
+  DeviceEvent& operator=(const DeviceEvent&) = delete;
+
+  // Completes once everything queued on `stream` so far has.
+  void record(const Stream& stream) {
+#if LRFIND_TORCH_HAS_CUDA
+    viaTorch("cudaEventRecord", device_, rank_, [&] { event_.record(stream); });
+#else
+    if (event_ == nullptr) {
+      cudartCheck(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "cudaEventCreateWithFlags", device_,
+                  rank_);
+    }
+    cudartCheck(cudaEventRecord(event_, stream), "cudaEventRecord", device_, rank_);
+#endif
+  }
+
+  // Work queued on `stream` from now on waits for the last record (not for later ones:
+  // the event may be recorded again at once).
+  void block(const Stream& stream) {
+#if LRFIND_TORCH_HAS_CUDA
+    viaTorch("cudaStreamWaitEvent", device_, rank_, [&] { event_.block(stream); });
+#else
+    if (event_ != nullptr) cudartCheck(cudaStreamWaitEvent(stream, event_, 0), "cudaStreamWaitEvent", device_, rank_);
+#endif
+  }
+
+  // Whether the last record has completed (true if never recorded). Never blocks.
+  bool query() const {
+#if LRFIND_TORCH_HAS_CUDA
+    return viaTorch("cudaEventQuery", device_, rank_, [&] { return event_.query(); });
+#else
+    if (event_ == nullptr) return true;
+    const cudaError_t rc = cudaEventQuery(event_);
+    if (rc == cudaErrorNotReady) {
+      cudaGetLastError();  // not an error: clear it
+      return false;
+    }
+    cudartCheck(rc, "cudaEventQuery", device_, rank_);
+    return true;
+#endif
+  }
+
+ private:
+  int device_;
+  int rank_;
+#if LRFIND_TORCH_HAS_CUDA
+  at::cuda::CUDAEvent event_;  // cudaEventDisableTiming, LibTorch's default
+#else
+  cudaEvent_t event_ = nullptr;
+#endif
+};
 
 // Where the NCCL library in this process was loaded from, for messages.
 std::string ncclLibraryPath() {
@@ -211,6 +364,60 @@ class NcclComm {
   const Communicator& owner_;  // its wait policy and label
 };
 
+// The communication stream of allreduceAsync, and the event that orders it after the
+// caller's stream. One event serves every call: cudaStreamWaitEvent waits for the record
+// made before it, so recording the event again does not disturb an earlier wait.
+class NcclStream {
+ public:
+  // Under a DeviceScope for `device`.
+  NcclStream(int device, int rank) : device_(device), rank_(rank), stream_(create()), ready_(device, rank) {}
+
+  ~NcclStream() {
+#if !LRFIND_TORCH_HAS_CUDA
+    // Work still queued on it runs to the end; CUDA releases the stream afterwards.
+    const cudaError_t rc = cudaStreamDestroy(stream_);
+    if (rc != cudaSuccess) {
+      cudaGetLastError();
+      std::fprintf(stderr, "lrfind: warning: cudaStreamDestroy on cuda:%d failed on rank %d: %s\n", device_, rank_,
+                   cudaGetErrorString(rc));
+    }
+#endif
+  }
+
+  NcclStream(const NcclStream&) = delete;
+  NcclStream& operator=(const NcclStream&) = delete;
+
+  const Stream& get() const { return stream_; }
+
+  // Work queued here from now on runs after everything queued on `current` so far.
+  void follow(const Stream& current) {
+    ready_.record(current);
+    ready_.block(stream_);
+  }
+
+ private:
+  Stream create() const {
+#if LRFIND_TORCH_HAS_CUDA
+    // The pool's streams live as long as the process; high priority, so that the
+    // allreduces are not starved by the backward kernels they overlap with.
+    return viaTorch("getStreamFromPool", device_, rank_, [&] {
+      return c10::cuda::getStreamFromPool(/*isHighPriority=*/true, static_cast<c10::DeviceIndex>(device_));
+    });
+#else
+    // Non-blocking: no implicit synchronization with the legacy default stream, which the
+    // collectives and the caller use; the events order them.
+    cudaStream_t stream = nullptr;
+    cudartCheck(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags", device_, rank_);
+    return stream;
+#endif
+  }
+
+  int device_;
+  int rank_;
+  Stream stream_;
+  DeviceEvent ready_;
+};
+
 std::chrono::milliseconds initTimeout(const NcclOptions& options) {
   using std::chrono::milliseconds;
   if (options.init_timeout.count() > 0) return options.init_timeout;
@@ -324,6 +531,61 @@ void NcclCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions& opt
                "ncclAllReduce");
 }
 
+// Its done event follows the allreduce on the communication stream.
+class NcclCommunicator::AllreduceWork final : public Work {
+ public:
+  // Right after the allreduce was enqueued on `comm_stream`.
+  AllreduceWork(NcclCommunicator& owner, const Stream& comm_stream)
+      : owner_(owner), done_(owner.device(), owner.rank()) {
+    done_.record(comm_stream);
+  }
+
+  AllreduceWork(const AllreduceWork&) = delete;
+  AllreduceWork& operator=(const AllreduceWork&) = delete;
+
+  bool test() override {
+    if (done_.query()) return true;
+    owner_.comm_->asyncState(kWhat);
+    return false;
+  }
+
+  void wait() override {
+    owner_.comm_->asyncState(kWhat);
+    // Called from the main thread: its current stream, not the one that started it.
+    DeviceScope scope(owner_.device(), owner_.rank());
+    done_.block(currentStream(owner_.device()));
+  }
+
+ private:
+  static constexpr const char* kWhat = "an asynchronous NCCL allreduce";
+
+  NcclCommunicator& owner_;
+  DeviceEvent done_;
+};
+
+std::unique_ptr<Work> NcclCommunicator::allreduceAsync(at::Tensor& tensor, const AllreduceOptions& opts) {
+  // Every check before anything is enqueued, as allreduce() does.
+  checkDeviceTensor(tensor, options_.device, "allreduceAsync");
+  const ncclDataType_t type = ncclType(tensor);
+  const ncclRedOp_t op = ncclOp(opts.op);
+  const ncclComm_t comm = comm_->get();
+  DeviceScope scope(options_.device, rank_);  // the caller may be autograd's device thread
+  if (!comm_stream_) comm_stream_ = std::make_unique<NcclStream>(options_.device, rank_);
+  NcclStream& side = *comm_stream_;
+  side.follow(currentStream(options_.device));
+#if LRFIND_TORCH_HAS_CUDA
+  // The allocator hands memory back to the stream that allocated it as soon as the tensor
+  // is freed; it must wait for the comm stream too (a tensor freed before wait(), or by an
+  // abandoned Work).
+  viaTorch("CUDACachingAllocator::recordStream", options_.device, rank_,
+           [&] { c10::cuda::CUDACachingAllocator::recordStream(tensor.storage().data_ptr(), side.get()); });
+#endif
+  comm_->check(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()), type, op,
+                             comm, raw(side.get())),
+               "ncclAllReduce");
+  return std::make_unique<AllreduceWork>(*this, side.get());
+}
+
 void NcclCommunicator::broadcast(at::Tensor& tensor, const BroadcastOptions& opts) {
   checkDeviceTensor(tensor, options_.device, "broadcast");
   LRFIND_CHECK(opts.root >= 0 && opts.root < size_, "broadcast root ", opts.root, " is not a rank");
@@ -378,25 +640,15 @@ void NcclCommunicator::barrier() {
 void NcclCommunicator::synchronize() {
   const char* what = "NCCL collectives";
 #if LRFIND_TORCH_HAS_CUDA
-  // An event after everything on the current stream, polled with the NCCL
+  // Events after everything on the current stream and on the communication stream (an
+  // asynchronous allreduce nobody waited for is still issued), polled with the NCCL
   // communicator's asynchronous error: a failed or stuck collective ends the wait.
-  const auto device = static_cast<c10::DeviceIndex>(options_.device);
-  at::cuda::CUDAEvent done;
-  const auto failed = [&](const char* call, const std::exception& e) {
-    return CommError(concat(call, " on cuda:", options_.device, " failed on rank ", rank_, ": ", causeOf(e)));
-  };
-  try {
-    done.record(c10::cuda::getCurrentCUDAStream(device));
-  } catch (const std::exception& e) {
-    throw failed("cudaEventRecord", e);
-  }
+  DeviceEvent current(options_.device, rank_), side(options_.device, rank_);
+  current.record(currentStream(options_.device));
+  if (comm_stream_) side.record(comm_stream_->get());
   comm_->wait(
       [&] {
-        try {
-          if (done.query()) return true;
-        } catch (const std::exception& e) {
-          throw failed("cudaEventQuery", e);
-        }
+        if (current.query() && side.query()) return true;
         comm_->asyncState(what);
         return false;
       },

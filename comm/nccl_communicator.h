@@ -12,6 +12,28 @@
 //   when LibTorch has CUDA; else the legacy default stream), so it sees every kernel
 //   queued before it on that stream (e.g. the backward pass that wrote the gradients),
 //   and work queued after it sees its result. Calls return before the data moved.
+// - allreduceAsync runs on the communicator's own communication stream on its device,
+//   created on first use (a high-priority stream from LibTorch's pool; without CUDA in
+//   LibTorch, a non-blocking stream of the toolkit's runtime, destroyed with the
+//   communicator), so the current stream computes on meanwhile. The comm stream first
+//   waits for an event recorded on the current stream (the allreduce sees every kernel
+//   queued there before the call: the gradient it sums), then runs the same ncclAllReduce
+//   as allreduce() (the same bits) and records a done event. LibTorch's caching allocator
+//   is told that the comm stream uses the tensor, so its memory is not reused before the
+//   allreduce has run, even if the tensor is freed earlier.
+//   Work::test() never blocks: true once the done event has completed on the device; it
+//   reports an asynchronous NCCL error as a CommError. Work::wait() does not block the
+//   host either: it makes the calling thread's current stream on the device wait for the
+//   done event, so work queued after it there (optimizer.step()) sees the result, as
+//   after allreduce(); synchronize() then waits for it, bounded (it covers the comm
+//   stream too). A Work destroyed unfinished releases its event; the allreduce stays
+//   enqueued.
+// - Threads: calls are never concurrent, but may come from two threads. The gradient
+//   averager starts allreduces and test()s them from autograd's device thread (hooks on
+//   CUDA gradients run there) while the main thread waits in backward(); the main thread
+//   makes every other call, wait() and synchronize() included. No call relies on the
+//   calling thread's current device: each names device() (allreduceAsync and wait() make
+//   it current for their duration), and "current stream" is the calling thread's.
 // - Bounded waits: synchronize() polls the stream and ncclCommGetAsyncError() with
 //   boundedWait (comm/wait.h) until the work is done or the timeout passes; on timeout or an asynchronous NCCL error it
 //   aborts the NCCL communicator and throws CommError naming the rank, the device and
@@ -50,7 +72,8 @@ std::chrono::milliseconds initTimeout(const NcclOptions& options);
 // header of one, the library of the other.)
 std::string ncclVersionMismatch(int header_code, int library_code, const std::string& library_path);
 
-class NcclComm;  // RAII owner of one ncclComm_t (nccl_communicator.cpp)
+class NcclComm;    // RAII owner of one ncclComm_t (nccl_communicator.cpp)
+class NcclStream;  // the communication stream of allreduceAsync (nccl_communicator.cpp)
 
 class NcclCommunicator final : public Communicator {
  public:
@@ -64,6 +87,8 @@ class NcclCommunicator final : public Communicator {
   int device() const { return options_.device; }
 
   void allreduce(at::Tensor& tensor, const AllreduceOptions& opts = {}) override;
+  // On the communication stream; see the header comment for what test() and wait() mean.
+  std::unique_ptr<Work> allreduceAsync(at::Tensor& tensor, const AllreduceOptions& opts = {}) override;
   void broadcast(at::Tensor& tensor, const BroadcastOptions& opts = {}) override;
   // NCCL has no gather: every rank sends to root, which receives all in one group.
   void gather(const at::Tensor& input, at::Tensor& output, const GatherOptions& opts = {}) override;
@@ -78,12 +103,17 @@ class NcclCommunicator final : public Communicator {
   void abort() noexcept;
 
  private:
+  class AllreduceWork;  // allreduceAsync's Work: the done event (nccl_communicator.cpp)
+
   void* stream() const;  // cudaStream_t of the current stream on device()
 
   NcclOptions options_;
   int uncaught_at_start_ = 0;  // std::uncaught_exceptions() when constructed
   int rank_ = 0;
   int size_ = 1;
+  // Created by the first allreduceAsync. Declared before comm_, so destroyed after it:
+  // finalizing the NCCL communicator flushes the work still queued on the stream.
+  std::unique_ptr<NcclStream> comm_stream_;
   std::unique_ptr<NcclComm> comm_;
 };
 

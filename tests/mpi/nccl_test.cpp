@@ -11,7 +11,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -25,6 +27,7 @@
 #include "lrfind/config.h"
 
 #if LRFIND_TORCH_HAS_CUDA
+#include <ATen/cuda/Sleep.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -173,6 +176,126 @@ TEST_F(NcclTest, CollectiveIsOrderedAfterWorkOnTheCurrentStream) {
 }
 #else
 TEST_F(NcclTest, CollectiveIsOrderedAfterWorkOnTheCurrentStream) {
+  GTEST_SKIP() << "needs LibTorch with CUDA for its stream API";
+}
+#endif
+
+// Several asynchronous allreduces under way at once, started in order and waited for in
+// reverse, give the bits of the blocking allreduce of a copy of each input: sizes from one
+// element to an odd 4 MiB, rounding-sensitive floats, half, and an integer max.
+TEST_F(NcclTest, AsyncAllreducesEqualBlockingOnesBitForBit) {
+  const int r = nccl_->rank(), w = nccl_->size();
+  const auto wavy = [&](int64_t n, at::ScalarType dtype) {
+    return (at::sin(at::arange(n, at::kDouble) * (1.3 + r)) * 1000.0).to(cuda(dtype));
+  };
+  const std::vector<at::Tensor> inputs{wavy(1, at::kFloat), wavy(1000, at::kFloat), wavy((1 << 20) + 3, at::kFloat),
+                                       wavy(777, at::kDouble), wavy(4099, at::kHalf),
+                                       at::arange(100, cuda(at::kLong)) * (r + 1)};
+  const std::vector<AllreduceOptions> opts{{}, {}, {}, {}, {}, {ReduceOp::kMax}};
+  std::vector<at::Tensor> async, blocking;
+  for (const auto& input : inputs) {
+    async.push_back(input.clone());
+    blocking.push_back(input.clone());
+  }
+  std::vector<std::unique_ptr<Work>> works;
+  for (std::size_t i = 0; i < async.size(); ++i) works.push_back(nccl_->allreduceAsync(async[i], opts[i]));
+  for (auto it = works.rbegin(); it != works.rend(); ++it) (*it)->wait();
+  for (std::size_t i = 0; i < blocking.size(); ++i) nccl_->allreduce(blocking[i], opts[i]);
+  nccl_->synchronize();
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    EXPECT_TRUE(at::equal(async[i].cpu(), blocking[i].cpu()))
+        << "input " << i << " (" << inputs[i].scalar_type() << ")";
+  }
+  EXPECT_TRUE(at::equal(async.back().cpu(), at::arange(100, at::kLong) * w));
+}
+
+// The same checks as allreduce(), before anything is enqueued.
+TEST_F(NcclTest, AsyncRejectsWhatAllreduceRejects) {
+  at::Tensor host = at::ones({2});
+  EXPECT_THROW(nccl_->allreduceAsync(host), Error);
+  at::Tensor flags = at::zeros({2}, cuda(at::kBool));
+  EXPECT_THROW(nccl_->allreduceAsync(flags), CommError);
+  at::Tensor t = at::ones({2}, cuda());
+  EXPECT_THROW(nccl_->allreduceAsync(t, AllreduceOptions{static_cast<ReduceOp>(7)}), CommError);
+  nccl_->synchronize();
+  EXPECT_TRUE(at::equal(t.cpu(), at::ones({2})));
+}
+
+// test() never blocks, and turns true by itself, without wait(). The poll is bounded.
+TEST_F(NcclTest, AsyncTestTurnsTrueOnceTheAllreduceIsDone) {
+  const int r = nccl_->rank(), w = nccl_->size();
+  at::Tensor t = at::full({4096}, static_cast<double>(r + 1), cuda());
+  const std::unique_ptr<Work> work = nccl_->allreduceAsync(t);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  bool done = work->test();
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    done = work->test();
+  }
+  ASSERT_TRUE(done) << "test() still false after 30 s";
+  EXPECT_TRUE(work->test());
+  work->wait();
+  EXPECT_TRUE(at::equal(t.cpu(), at::full({4096}, w * (w + 1) / 2.0, at::kFloat)));
+}
+
+// Started and polled on a thread that never set a device (as autograd's device thread
+// may not have), waited for on this one: the gradient averager's pattern.
+TEST_F(NcclTest, AsyncStartedOnAnotherThreadIsWaitedForOnThisOne) {
+  const int r = nccl_->rank(), w = nccl_->size();
+  at::Tensor t = at::full({1000}, static_cast<double>(r + 1), cuda());
+  std::unique_ptr<Work> work;
+  std::string error;
+  std::thread starter([&] {
+    try {
+      work = nccl_->allreduceAsync(t);
+      work->test();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  starter.join();
+  ASSERT_EQ(error, "");
+  ASSERT_NE(work, nullptr);
+  work->wait();
+  nccl_->synchronize();
+  EXPECT_TRUE(at::equal(t.cpu(), at::full({1000}, w * (w + 1) / 2.0, at::kFloat)));
+}
+
+// A Work dropped unfinished does not crash, and synchronize() still covers its allreduce.
+TEST_F(NcclTest, AbandonedAsyncAllreduceIsStillSynchronized) {
+  const int r = nccl_->rank(), w = nccl_->size();
+  at::Tensor t = at::full({1 << 16}, static_cast<double>(r + 1), cuda());
+  nccl_->allreduceAsync(t).reset();
+  nccl_->synchronize();
+  EXPECT_TRUE(at::equal(t.cpu(), at::full({1 << 16}, w * (w + 1) / 2.0, at::kFloat)));
+}
+
+#if LRFIND_TORCH_HAS_CUDA
+// The comm stream follows the current stream, and after wait() the current stream follows
+// the comm stream: a fill queued behind ~0.1 s of spinning on the current stream is in the
+// sum, a read queued after wait() sees the sum, and a write queued after wait() is not
+// overwritten by the allreduce. (At np 1 the sum is the fill itself: only np 2 can catch a
+// missing order.)
+TEST_F(NcclTest, AsyncAllreduceIsOrderedWithTheCurrentStream) {
+  const int r = nccl_->rank(), w = nccl_->size();
+  const auto device = static_cast<c10::DeviceIndex>(nccl_->device());
+  at::cuda::CUDAStream compute = c10::cuda::getStreamFromPool(false, device);
+  c10::cuda::CUDAStreamGuard guard(compute);
+  at::Tensor t = at::zeros({1 << 20}, cuda());
+  at::cuda::sleep(200'000'000);  // GPU clock cycles
+  t.fill_(static_cast<double>(r + 1));
+  const std::unique_ptr<Work> work = nccl_->allreduceAsync(t);
+  work->wait();
+  const at::Tensor seen = t.clone();
+  t.fill_(-1.0);
+  nccl_->synchronize();
+  const float sum = w * (w + 1) / 2.0f;
+  EXPECT_EQ(seen.min().item<float>(), sum);
+  EXPECT_EQ(seen.max().item<float>(), sum);
+  EXPECT_TRUE(at::equal(t.cpu(), at::full({1 << 20}, -1.0, at::kFloat)));
+}
+#else
+TEST_F(NcclTest, AsyncAllreduceIsOrderedWithTheCurrentStream) {
   GTEST_SKIP() << "needs LibTorch with CUDA for its stream API";
 }
 #endif
