@@ -1,5 +1,7 @@
 #include "comm/communicator.h"
 
+#include "common/error.h"
+
 namespace lrfind::comm {
 namespace {
 
@@ -15,6 +17,11 @@ class CompletedWork final : public Work {
 std::unique_ptr<Work> Communicator::allreduceAsync(at::Tensor& tensor, const AllreduceOptions& opts) {
   allreduce(tensor, opts);
   return std::make_unique<CompletedWork>();
+}
+
+std::unique_ptr<SharedBuffer> Communicator::sharedBuffer(int64_t, c10::ScalarType, std::string* why) {
+  if (why != nullptr) *why = concat("the ", name(), " backend has no shared-memory buffers");
+  return nullptr;
 }
 
 }  // namespace lrfind::comm

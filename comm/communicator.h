@@ -18,6 +18,7 @@
 //   CommTimeout naming it, never a hang. After a CommTimeout the communicator is
 //   unusable.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@
 
 namespace at {
 class Tensor;
+}
+namespace c10 {
+enum class ScalarType : int8_t;
 }
 
 namespace lrfind::comm {
@@ -59,6 +63,21 @@ class Work {
   virtual void wait() = 0;
 };
 
+// Memory that every rank of a communicator maps (ranks on one node), with allreduces over
+// ranges of it that read the other ranks' memory directly instead of sending messages
+// (Communicator::sharedBuffer). Driven from the communicator's thread, like every call.
+class SharedBuffer {
+ public:
+  virtual ~SharedBuffer() = default;
+  // This rank's part: a contiguous CPU tensor of the size asked for, filled with zeros at
+  // first. The mapping lives as long as this tensor or any view of it does.
+  virtual at::Tensor local() const = 0;
+  // In place on every rank: local()[offset, offset + numel) becomes the sum over ranks.
+  // Every rank starts the same ranges in the same order, as with allreduceAsync; every
+  // rank ends with the same bits.
+  virtual std::unique_ptr<Work> allreduceAsync(int64_t offset, int64_t numel) = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -76,6 +95,10 @@ class Communicator {
   // test() may be called on them in any order. The same algorithm as allreduce(): the
   // same bits. Backends without it finish the allreduce here and return a completed Work.
   virtual std::unique_ptr<Work> allreduceAsync(at::Tensor& tensor, const AllreduceOptions& opts = {});
+  // Whether allreduceAsync() and Work::test() may also be called from autograd's device
+  // threads (gradient hooks on CUDA tensors run there) while this communicator's thread
+  // waits in backward(): never concurrently, but from another thread.
+  virtual bool asyncFromAnyThread() const { return false; }
   // In place: afterwards every rank holds root's `tensor`.
   virtual void broadcast(at::Tensor& tensor, const BroadcastOptions& opts = {}) = 0;
   // Root receives every rank's `input` (same numel on all ranks) into `output`, rank r
@@ -84,6 +107,10 @@ class Communicator {
   virtual void gather(const at::Tensor& input, at::Tensor& output,
                       const GatherOptions& opts = {}) = 0;
   virtual void barrier() = 0;
+  // Collective: a SharedBuffer of `numel` elements of `dtype` per rank where the backend
+  // has one (MPI, every rank on one node), else nullptr, with the reason in *why.
+  // Every rank gets the same answer.
+  virtual std::unique_ptr<SharedBuffer> sharedBuffer(int64_t numel, c10::ScalarType dtype, std::string* why);
   // Returns once every collective issued so far has completed (a no-op on host
   // backends). Throws CommError rather than wait past the backend's timeout.
   virtual void synchronize() {}

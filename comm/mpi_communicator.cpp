@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "comm/mpi_environment.h"
+#include "comm/shm_allreduce.h"
 #include "comm/wait.h"
 
 namespace lrfind::comm {
@@ -187,6 +188,8 @@ struct MpiCommunicator::Impl {
   // unfinished stay alive here, since MPI may still write into them.
   std::vector<at::Tensor> spare_scratch;
   std::vector<at::Tensor> abandoned;
+  // A shared-memory buffer's progress (comm/shm_allreduce.h), run in every poll.
+  std::pair<const void*, std::function<void()>> poller;
 
   at::Tensor takeScratch(int64_t numel, const at::TensorOptions& options) {
     for (auto it = spare_scratch.begin(); it != spare_scratch.end(); ++it) {
@@ -280,9 +283,10 @@ struct MpiCommunicator::Impl {
     });
   }
 
-  // What every poll does besides its own test: rank 0 reads announcements, the others
-  // send a heartbeat when one is due.
+  // What every poll does besides its own test: a shared-memory buffer sums its pieces,
+  // rank 0 reads announcements, the others send a heartbeat when one is due.
   void tick(const Communicator& owner) {
+    if (poller.second) poller.second();
     if (rank == 0) {
       readAnnouncements(owner.size());
     } else if (Clock::now() - last_announced > kHeartbeat) {
@@ -525,6 +529,29 @@ void MpiCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions& opts
     return;
   }
   allreduceAsync(tensor, opts)->wait();
+}
+
+std::unique_ptr<SharedBuffer> MpiCommunicator::sharedBuffer(int64_t numel, c10::ScalarType dtype, std::string* why) {
+  std::string reason;
+  if (local_size_ != size_) {
+    reason = concat("the ranks are on more than one node (", local_size_, " of ", size_, " on this one)");
+  } else if (waitPolicy().blocking) {
+    reason = "the blocking MPI calls were asked for";
+  }
+  if (!reason.empty()) {  // the same on every rank
+    if (why != nullptr) *why = reason;
+    return nullptr;
+  }
+  ShmHooks hooks;
+  hooks.tick = [this] { impl_->tick(*this); };
+  hooks.set_poller = [this](const void* buffer, std::function<void()> poll) {
+    if (poll) {
+      impl_->poller = {buffer, std::move(poll)};
+    } else if (impl_->poller.first == buffer) {
+      impl_->poller = {};
+    }
+  };
+  return makeShmBuffer(*this, numel, dtype, std::move(hooks), why);
 }
 
 void MpiCommunicator::broadcast(at::Tensor& tensor, const BroadcastOptions& opts) {

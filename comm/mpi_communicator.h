@@ -40,6 +40,9 @@ class MpiCommunicator final : public Communicator {
   void broadcast(at::Tensor& tensor, const BroadcastOptions& opts = {}) override;
   void gather(const at::Tensor& input, at::Tensor& output, const GatherOptions& opts = {}) override;
   void barrier() override;
+  // Shared memory (comm/shm_allreduce.h) when every rank is on this node, and the
+  // blocking calls of WaitPolicy::blocking are not asked for.
+  std::unique_ptr<SharedBuffer> sharedBuffer(int64_t numel, c10::ScalarType dtype, std::string* why) override;
 
  private:
   struct Impl;

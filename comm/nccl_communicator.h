@@ -89,6 +89,8 @@ class NcclCommunicator final : public Communicator {
   void allreduce(at::Tensor& tensor, const AllreduceOptions& opts = {}) override;
   // On the communication stream; see the header comment for what test() and wait() mean.
   std::unique_ptr<Work> allreduceAsync(at::Tensor& tensor, const AllreduceOptions& opts = {}) override;
+  // Its calls may come from autograd's device thread (see the threading note above).
+  bool asyncFromAnyThread() const override { return true; }
   void broadcast(at::Tensor& tensor, const BroadcastOptions& opts = {}) override;
   // NCCL has no gather: every rank sends to root, which receives all in one group.
   void gather(const at::Tensor& input, at::Tensor& output, const GatherOptions& opts = {}) override;

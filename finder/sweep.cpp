@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <optional>
+#include <sstream>
 
 #include <ATen/ATen.h>
 #include <torch/optim/optimizer.h>
@@ -53,6 +54,24 @@ std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const
   return {loss_sum, samples};
 }
 
+std::string mib(std::size_t bytes) {
+  std::ostringstream out;
+  out << static_cast<double>(bytes) / (1 << 20) << " MiB";
+  return out.str();
+}
+
+std::string describe(const comm::GradientAverager& averager, const comm::AveragingOptions& options) {
+  std::string text = concat(averager.transport(), averager.overlapping() ? ", overlapped with backward" : ", after backward",
+                            ", ", averager.numBuckets(), " bucket(s) of at most ");
+  text += options.first_bucket_bytes == options.bucket_bytes
+              ? mib(options.bucket_bytes)
+              : concat(mib(options.first_bucket_bytes), " (the first) and ", mib(options.bucket_bytes));
+  if (!averager.sharedMemoryUnavailable().empty()) {
+    text += concat(" (not through shared memory: ", averager.sharedMemoryUnavailable(), ")");
+  }
+  return text;
+}
+
 // FNV-1a over the parameters' bytes; ranks compare min and max of it.
 void checkParametersAgree(comm::Communicator& comm, const std::vector<at::Tensor>& params, int64_t steps,
                           const std::string& option) {
@@ -94,8 +113,10 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
   model.setTraining(true);
 
   std::vector<at::Tensor> params = model.parameters();
-  comm::GradientAverager averager(tensor_comm, params, context.bucket_bytes, /*loss_prescaled=*/true,
-                                  context.overlap_gradients);
+  comm::AveragingOptions averaging = context.averaging;
+  averaging.loss_prescaled = true;
+  comm::GradientAverager averager(tensor_comm, params, averaging);
+  if (is_root && world > 1 && context.on_averaging) context.on_averaging(describe(averager, averaging));
 
   SweepResult result;
   result.method = options.suggest;
@@ -137,11 +158,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       const auto t0 = Clock::now();
       const double step_lr = lr;
       for (auto& group : optimizer.param_groups()) group.options().set_lr(step_lr);
-      // In place, like LibTorch 1.x's zero_grad(), but without its detach_(), which
-      // refuses the bucket views the gradients are after the first averaging.
-      for (auto& p : params) {
-        if (p.grad().defined()) p.mutable_grad().zero_();
-      }
+      averager.zeroGradients();
 
       std::string local_error = is_root ? observer_error : std::string();
       auto local_kind = local_error.empty() ? comm::FailureKind::kNone : comm::FailureKind::kError;

@@ -58,11 +58,14 @@ struct SweepContext {
   comm::Communicator* tensor_comm = nullptr;
   SweepObserver* observer = nullptr;
   StepHook before_step;
-  std::size_t bucket_bytes = comm::kDefaultBucketBytes;
-  // Start each gradient bucket's allreduce during backward, as soon as its gradients are
-  // ready (CPU parameters; comm/grad_sync.h), instead of all of them after backward.
-  // The same buckets and allreduce either way: the same bits.
-  bool overlap_gradients = false;
+  // How gradients are averaged (comm/grad_sync.h): bucket sizes, overlap with backward,
+  // shared memory. The same buckets and sums either way: the same bits. The sweep sets
+  // loss_prescaled itself.
+  comm::AveragingOptions averaging;
+  // Rank 0, once, before step 0: how the gradients are averaged ("shared memory,
+  // overlapped, buckets of at most 1 MiB then 25 MiB"), and why not through shared memory
+  // where that was asked for and is not possible. For the log.
+  std::function<void(const std::string&)> on_averaging;
   // After the last step, compare a checksum of the parameters across ranks (before the
   // restore) and fail with CommError if any rank differs.
   bool check_consistency = false;

@@ -256,8 +256,17 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
       ->group(run_group);
   app.add_option("--backend", c.backend, "Communication: auto (MPI when a launcher started > 1 rank), self or mpi")
       ->check(CLI::IsMember({"auto", "self", "mpi"}))->capture_default_str()->group(run_group);
-  app.add_option("--bucket-mb", c.bucket_mb, "Gradient bucket size in MiB (one allreduce per bucket)")
+  app.add_option("--bucket-mb", c.bucket_mb,
+                 "Gradient bucket size in MiB (one allreduce per bucket; the first, the last layers' gradients, "
+                 "holds at most 1 MiB so that it starts early in backward)")
       ->capture_default_str()->group(run_group);
+  bool no_overlap = false, no_shared_memory = false;
+  app.add_flag("--no-overlap", no_overlap,
+               "Average the gradients after backward instead of starting each bucket's allreduce during "
+               "backward as soon as its gradients are ready (the same sums either way)")->group(run_group);
+  app.add_flag("--no-shared-memory", no_shared_memory,
+               "With every rank on one node, average the gradients with MPI messages instead of reading the "
+               "other ranks' gradients from shared memory (/dev/shm)")->group(run_group);
   app.add_flag("--check-consistency", c.check_consistency,
                "Compare a checksum of the parameters across ranks after the sweep")->group(run_group);
   app.add_option("--device", c.device,
@@ -307,6 +316,8 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
     c.optimizer.eps = parseAuto(eps, "--eps");
     c.optimizer.betas = parseBetas(betas);
     c.shuffle = !no_shuffle;
+    c.overlap = !no_overlap;
+    c.shared_memory = !no_shared_memory;
     c.config_text = app.config_to_str(/*default_also=*/true, /*write_description=*/false);
     if (write_config) {
       out << c.config_text;

@@ -265,7 +265,10 @@ finder::SweepResult sweep(const RunConfig& c, World& world, Setup& s, Recording&
   context.comm = &world.comm();
   context.tensor_comm = s.tensor_comm.get();
   context.observer = world.rank() == 0 ? &rec.observers : nullptr;
-  context.bucket_bytes = static_cast<std::size_t>(c.bucket_mb * 1024 * 1024);
+  context.averaging.bucket_bytes = static_cast<std::size_t>(c.bucket_mb * 1024 * 1024);
+  context.averaging.overlap = c.overlap;
+  context.averaging.shared_memory = c.shared_memory;
+  context.on_averaging = [](const std::string& how) { std::fprintf(stderr, "lrfind_dist: gradients: %s\n", how.c_str()); };
   context.check_consistency = c.check_consistency;
   context.before_step = stepFault(fault, world.rank());
   context.interrupted = [] { return InterruptHandler::received() != 0; };

@@ -25,6 +25,8 @@ struct RunConfig {
   int threads = 0;  // 0: this rank's share of the node's cores
   std::string backend = "auto";  // auto, self, mpi
   double bucket_mb = 25;         // gradient bucket size
+  bool overlap = true;           // start each bucket's allreduce during backward
+  bool shared_memory = true;     // one node: average through shared memory
   bool check_consistency = false;
   std::string device = "auto";     // auto, cpu, cuda
   bool allow_gpu_sharing = false;  // more ranks than GPUs on a node: share, via host staging

@@ -189,36 +189,115 @@ void checkAveraging(MpiCommunicator& comm, const std::vector<std::vector<int64_t
   }
 }
 
-// Overlapped: the hooks start the buckets during backward (all of them here: every
-// parameter gets a gradient), and the result is the blocking one's, bit for bit.
-TEST_F(MpiComm, OverlappedAveragingStartsBucketsDuringBackward) {
+AveragingOptions averagingOptions(std::size_t bucket_bytes, bool overlap, bool shared_memory, bool rebuild = true) {
+  AveragingOptions o;
+  o.bucket_bytes = o.first_bucket_bytes = bucket_bytes;
+  o.overlap = overlap;
+  o.shared_memory = shared_memory;
+  o.rebuild_order = rebuild;
+  return o;
+}
+
+// Steps of y = w_out · tanh(w_in · x) by hand, the way the sweep drives the averager.
+// The averager gets {w_in, w_out}, or {w_out, w_in} with `out_first` (registration
+// order opposite to use).
+struct HandSteps {
+  std::vector<std::vector<at::Tensor>> grads;  // [step] {w_in, w_out}: averaged
+  std::vector<std::size_t> started_early;      // [step], overlapped
+  std::vector<std::vector<std::size_t>> layouts;
+  bool rebuilt = false;
+  std::string transport;
+};
+HandSteps handSteps(MpiCommunicator& comm, const AveragingOptions& options, bool out_first, int steps) {
   at::manual_seed(3);
-  const at::Tensor w1 = at::randn({16, 8}), w2 = at::randn({4, 16});
-  const at::Tensor x = at::randn({5, 8}) + r;
-  std::vector<at::Tensor> grads[2];
-  for (const bool overlap : {false, true}) {
-    std::vector<at::Tensor> params{w1.clone().set_requires_grad(true), w2.clone().set_requires_grad(true)};
-    GradientAverager avg(comm, params, /*bucket_bytes=*/40 * sizeof(float), false, overlap);
-    EXPECT_EQ(avg.overlapping(), overlap && w > 1);
-    for (int step = 0; step < 2; ++step) {
-      for (auto& p : params) {
-        if (p.grad().defined()) p.mutable_grad().zero_();
-      }
-      avg.beginBackward(true);
-      at::matmul(at::tanh(at::matmul(x, params[0].t())), params[1].t()).pow(2).sum().backward();
-      if (overlap) {
-        avg.launchRemaining();
-        avg.finish();
-        if (w > 1) {
-          EXPECT_EQ(avg.bucketsStartedInBackward(), avg.numBuckets()) << "step " << step;
-        }
-      } else {
-        avg.average();
-      }
+  const at::Tensor w_in = at::randn({16, 8}), w_out = at::randn({4, 16});
+  const at::Tensor x = at::randn({5, 8}) + comm.rank();
+  at::Tensor p_in = w_in.clone().set_requires_grad(true), p_out = w_out.clone().set_requires_grad(true);
+  GradientAverager avg(comm, out_first ? std::vector<at::Tensor>{p_out, p_in} : std::vector<at::Tensor>{p_in, p_out},
+                       options);
+  HandSteps out;
+  out.transport = avg.transport();
+  for (int step = 0; step < steps; ++step) {
+    avg.zeroGradients();
+    out.layouts.push_back(avg.layoutOrder());
+    avg.beginBackward(true);
+    // In two statements: autograd runs the later-made nodes first, so w_out's gradient
+    // comes before w_in's only if w_out.t() is made after the hidden layer.
+    const at::Tensor hidden = at::tanh(at::matmul(x, p_in.t()));
+    at::matmul(hidden, p_out.t()).pow(2).sum().backward();
+    if (avg.overlapping()) {
+      avg.launchRemaining();
+      avg.finish();
+      out.started_early.push_back(avg.bucketsStartedInBackward());
+    } else {
+      avg.average();
     }
-    for (auto& p : params) grads[overlap ? 1 : 0].push_back(p.grad().clone());
+    out.grads.push_back({p_in.grad().clone(), p_out.grad().clone()});
   }
-  for (std::size_t i = 0; i < grads[0].size(); ++i) EXPECT_TRUE(at::equal(grads[0][i], grads[1][i])) << i;
+  out.rebuilt = avg.layoutRebuilt();
+  return out;
+}
+
+void expectSameGrads(const HandSteps& a, const HandSteps& b, const std::string& what) {
+  ASSERT_EQ(a.grads.size(), b.grads.size());
+  for (std::size_t k = 0; k < a.grads.size(); ++k) {
+    for (std::size_t i = 0; i < a.grads[k].size(); ++i) {
+      EXPECT_TRUE(at::equal(a.grads[k][i], b.grads[k][i])) << what << ", step " << k << ", parameter " << i;
+    }
+  }
+}
+
+// Overlapped: the hooks start a bucket during backward as soon as its gradients are in
+// (here w_out's, which backward produces first, while w_in's is still to come), and the
+// result is the blocking one's, bit for bit, over MPI messages and over shared memory.
+TEST_F(MpiComm, OverlappedAveragingStartsBucketsDuringBackward) {
+  for (const bool shm : {false, true}) {
+    const HandSteps blocking = handSteps(comm, averagingOptions(40 * sizeof(float), false, shm), false, 2);
+    const HandSteps overlapped = handSteps(comm, averagingOptions(40 * sizeof(float), true, shm), false, 2);
+    expectSameGrads(blocking, overlapped, shm ? "shared memory" : "messages");
+    if (w == 1) continue;
+    // The buffer holds w_out (64 elements) then w_in: bucket 0 is w_out's alone.
+    EXPECT_EQ(overlapped.started_early, (std::vector<std::size_t>{1, 1}));
+    EXPECT_FALSE(overlapped.rebuilt);  // registration order was backward's order already
+  }
+}
+
+// Parameters registered in the order opposite to their use: the initial layout puts
+// w_in's gradient (the last to arrive) in the first bucket, so no bucket can start
+// before backward ends. After the first step the layout follows the observed order and
+// buckets start early, with the same sums as without the rebuild.
+TEST_F(MpiComm, OverlappedAveragingRebuildsTheBucketOrderFromTheFirstStep) {
+  if (w == 1) GTEST_SKIP() << "a world of one does not average";
+  for (const bool shm : {false, true}) {
+    const HandSteps rebuilt = handSteps(comm, averagingOptions(40 * sizeof(float), true, shm), true, 3);
+    const HandSteps kept = handSteps(comm, averagingOptions(40 * sizeof(float), true, shm, false), true, 3);
+    EXPECT_TRUE(rebuilt.rebuilt);
+    EXPECT_FALSE(kept.rebuilt);
+    // Given {w_out, w_in}: first reversed (w_in first), then as observed (w_out first).
+    EXPECT_EQ(rebuilt.layouts[0], (std::vector<std::size_t>{1, 0}));
+    EXPECT_EQ(rebuilt.layouts[1], (std::vector<std::size_t>{0, 1}));
+    EXPECT_EQ(rebuilt.started_early, (std::vector<std::size_t>{0, 1, 1}));
+    EXPECT_EQ(kept.started_early, (std::vector<std::size_t>{0, 0, 0}));
+    // Shared memory sums every element in rank order, whatever the layout; over messages
+    // two ranks add a + b either way. (A ring of 3 sums in an order that follows the
+    // layout.)
+    if (shm || w == 2) expectSameGrads(rebuilt, kept, shm ? "shared memory" : "messages");
+  }
+}
+
+// Shared memory: every rank of this test is on this node, so the buffer is mapped by
+// all; the sums equal those over MPI messages.
+TEST_F(MpiComm, SharedMemoryAveragingIsUsedOnOneNodeAndEqualsMessages) {
+  if (w == 1) GTEST_SKIP() << "a world of one does not average";
+  const HandSteps shm = handSteps(comm, averagingOptions(64, false, true), false, 2);
+  const HandSteps messages = handSteps(comm, averagingOptions(64, false, false), false, 2);
+  EXPECT_EQ(shm.transport, "shared memory");
+  EXPECT_EQ(messages.transport, "mpi");
+  for (std::size_t k = 0; k < shm.grads.size(); ++k) {
+    for (std::size_t i = 0; i < 2; ++i) {
+      EXPECT_TRUE(at::allclose(shm.grads[k][i], messages.grads[k][i], 1e-6, 1e-6)) << "step " << k << ", parameter " << i;
+    }
+  }
 }
 
 TEST_F(MpiComm, GradientAveragingBucketsSmallerThanAParameter) {

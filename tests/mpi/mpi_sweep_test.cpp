@@ -217,32 +217,65 @@ TEST(MpiSweep, InterruptOnOneRankStopsEveryRankAtTheSameStep) {
 // every step, and the curve equals one process's with the global batch. Before the fix
 // the gradient averager gave the frozen weights a zero gradient, and SGD's weight decay
 // and momentum moved them on every rank but not in one process (36% apart by step 10).
+// A small CNN with BatchNorm on the 32 synthetic features seen as 2x4x4 images: the
+// batch statistics differ per rank, the gradients of the norm's weight and bias are
+// averaged like any other.
+struct SmallCnnImpl : torch::nn::Module {
+  SmallCnnImpl()
+      : conv(register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(2, 8, 3).padding(1)))),
+        norm(register_module("norm", torch::nn::BatchNorm2d(8))),
+        fc(register_module("fc", torch::nn::Linear(8 * 4 * 4, 10))) {}
+  at::Tensor forward(const at::Tensor& x) {
+    return fc->forward(torch::relu(norm->forward(conv->forward(x.view({-1, 2, 4, 4})))).flatten(1));
+  }
+  torch::nn::Conv2d conv;
+  torch::nn::BatchNorm2d norm;
+  torch::nn::Linear fc;
+};
+TORCH_MODULE(SmallCnn);
+
 // Overlapped gradient averaging (allreduces started by hooks during backward) against
 // the blocking one: the same buckets, small enough that parameters span several, and
-// the same allreduce, so the same bits, with and without accumulation.
+// the same allreduce, so the same bits, with and without accumulation, over shared
+// memory and over MPI messages, on an MLP and on a CNN with BatchNorm.
 TEST(MpiSweep, OverlappedAveragingEqualsBlockingBitForBit) {
   comm::MpiCommunicator comm;
-  for (const int64_t accumulate : {1, 4}) {
-    finder::SweepOptions o;
-    o.min_lr = 1e-4;
-    o.max_lr = 1.0;
-    o.num_training = 30;
-    o.accumulate = accumulate;
-    o.restore_state = false;
-    finder::SweepContext blocking;
-    blocking.bucket_bytes = 1000;  // 250 float32: the 32x64 weight spans 9 buckets
-    finder::SweepContext overlapped = blocking;
-    overlapped.overlap_gradients = true;
-    const SweepRun a = sweep(comm, o, blocking);
-    const SweepRun b = sweep(comm, o, overlapped);
-    ASSERT_EQ(a.final_params.size(), b.final_params.size());
-    for (std::size_t i = 0; i < a.final_params.size(); ++i) {
-      EXPECT_TRUE(at::equal(a.final_params[i], b.final_params[i])) << "accumulate " << accumulate << ", parameter " << i;
-    }
-    if (comm.rank() != 0) continue;
-    ASSERT_EQ(a.result.loss_raw.size(), b.result.loss_raw.size());
-    for (std::size_t k = 0; k < a.result.loss_raw.size(); ++k) {
-      EXPECT_EQ(a.result.loss_raw[k], b.result.loss_raw[k]) << "accumulate " << accumulate << ", step " << k;
+  for (const bool cnn : {false, true}) {
+    for (const bool shm : {true, false}) {
+      for (const int64_t accumulate : {1, 4}) {
+        const std::string what = concat(cnn ? "cnn" : "mlp", shm ? ", shared memory" : ", messages",
+                                        ", accumulate ", accumulate);
+        finder::SweepOptions o;
+        o.min_lr = 1e-4;
+        o.max_lr = 1.0;
+        o.num_training = 30;
+        o.accumulate = accumulate;
+        o.restore_state = false;
+        finder::SweepContext blocking;
+        // 250 float32: the MLP's 32x64 weight spans 9 buckets, the CNN's fc weight 6.
+        blocking.averaging.bucket_bytes = blocking.averaging.first_bucket_bytes = 1000;
+        blocking.averaging.shared_memory = shm;
+        blocking.averaging.overlap = false;
+        finder::SweepContext overlapped = blocking;
+        overlapped.averaging.overlap = true;
+        const auto run = [&](const finder::SweepContext& ctx) {
+          torch::manual_seed(0);
+          if (cnn) return sweepWith(SmallCnn(), comm, o, ctx);
+          torch::nn::Sequential mlp(torch::nn::Linear(32, 64), torch::nn::ReLU(), torch::nn::Linear(64, 10));
+          return sweepWith(mlp, comm, o, ctx);
+        };
+        const SweepRun a = run(blocking);
+        const SweepRun b = run(overlapped);
+        ASSERT_EQ(a.final_params.size(), b.final_params.size());
+        for (std::size_t i = 0; i < a.final_params.size(); ++i) {
+          EXPECT_TRUE(at::equal(a.final_params[i], b.final_params[i])) << what << ", parameter " << i;
+        }
+        if (comm.rank() != 0) continue;
+        ASSERT_EQ(a.result.loss_raw.size(), b.result.loss_raw.size()) << what;
+        for (std::size_t k = 0; k < a.result.loss_raw.size(); ++k) {
+          EXPECT_EQ(a.result.loss_raw[k], b.result.loss_raw[k]) << what << ", step " << k;
+        }
+      }
     }
   }
 }
@@ -269,8 +302,9 @@ TEST(MpiSweep, OverlappedAveragingWithAnUnusedLayerCompletes) {
   o.num_training = 10;
   o.restore_state = false;
   finder::SweepContext ctx;
-  ctx.bucket_bytes = 400;  // the unused layer's buckets are separate from the used one's
-  ctx.overlap_gradients = true;
+  // The unused layer's buckets are separate from the used one's.
+  ctx.averaging.bucket_bytes = ctx.averaging.first_bucket_bytes = 400;
+  ctx.averaging.overlap = true;
   const SweepRun run = sweepWith(net, comm, o, ctx);
   EXPECT_EQ(run.result.stepsCompleted(), 10);
   EXPECT_TRUE(at::equal(net->unused->weight, unused_start));
