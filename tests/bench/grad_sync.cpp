@@ -4,6 +4,8 @@
 //
 //   mpirun -np 2 build/tests/bench/grad_sync [--iters N] [--bucket-mb B]
 //
+// Also: lrfind's averaging through shared memory (every rank on one node), and one copy
+// of all gradient bytes (what memory bandwidth allows).
 // The model is a deep MLP of about 2.2M parameters in 64 tensors; the variants run
 // interleaved, each call after a barrier, and the maximum over ranks of the median is used.
 
@@ -86,12 +88,26 @@ int main(int argc, char** argv) {
                                           /*loss_prescaled=*/true);
   averager.average();  // attaches the views (the one copy, outside the timing)
 
+  // The same through shared memory (all ranks on this node), on parameters of its own.
+  std::vector<at::Tensor> shm_params;
+  for (auto& p : params) {
+    shm_params.push_back(torch::zeros_like(p).set_requires_grad(true));
+    shm_params.back().mutable_grad() = torch::randn_like(p);
+  }
+  lrfind::comm::AveragingOptions shm_options;
+  shm_options.bucket_bytes = shm_options.first_bucket_bytes = static_cast<std::size_t>(bucket_mb * (1 << 20));
+  shm_options.loss_prescaled = true;
+  lrfind::comm::GradientAverager shm_averager(comm, shm_params, shm_options);
+  shm_averager.average();
+
   // The bound: one MPI_Allreduce over all gradient bytes, already flat.
   at::Tensor flat = torch::randn({total});
   // One allreduce per parameter, as a naive loop does.
   std::vector<at::Tensor> grads;
   for (auto& p : params) grads.push_back(torch::randn_like(p));
 
+  // What memory bandwidth allows: one copy of all gradient bytes.
+  at::Tensor copy_to = torch::empty({total});
   const auto t = timeInterleaved(
       iters, {[&] { averager.average(); },
               [&] {
@@ -100,8 +116,9 @@ int main(int argc, char** argv) {
               },
               [&] {
                 for (auto& g : grads) comm.allreduce(g);
-              }});
-  const double t_bucketed = t[0], t_flat = t[1], t_per_param = t[2];
+              },
+              [&] { shm_averager.average(); }, [&] { copy_to.copy_(flat); }});
+  const double t_bucketed = t[0], t_flat = t[1], t_per_param = t[2], t_shm = t[3], t_copy = t[4];
 
   if (comm.rank() == 0) {
     std::printf("grad_sync: %d ranks, %lld parameters (%.1f MB of float32 gradients) in %zu tensors, "
@@ -111,6 +128,9 @@ int main(int argc, char** argv) {
     std::printf("  one flat MPI_Allreduce (bound)   %8.3f ms\n", t_flat * 1e3);
     std::printf("  lrfind bucketed averaging        %8.3f ms  ratio %.3f\n", t_bucketed * 1e3, t_bucketed / t_flat);
     std::printf("  one allreduce per parameter      %8.3f ms  ratio %.3f\n", t_per_param * 1e3, t_per_param / t_flat);
+    std::printf("  lrfind through shared memory     %8.3f ms  ratio %.3f  (%s)\n", t_shm * 1e3, t_shm / t_flat,
+                shm_averager.transport().c_str());
+    std::printf("  one memcpy of the gradient bytes %8.3f ms  ratio %.3f\n", t_copy * 1e3, t_copy / t_flat);
   }
   return 0;
 }
