@@ -169,6 +169,12 @@ void GradientAverager::average() {
       }
       markDone(b);
     }
+  }
+  completeStep();
+}
+
+void GradientAverager::completeStep() {
+  if (comm_.size() > 1 && !params_.empty()) {
     if (!options_.loss_prescaled) flat_.div_(static_cast<double>(comm_.size()));
     // Device backends return before the data moved; bound the wait here rather than let
     // the next step block forever on a collective that never finishes.
@@ -272,13 +278,7 @@ void GradientAverager::finish() {
     markDone(b);
   }
   resetStep();
-  if (!options_.loss_prescaled) flat_.div_(static_cast<double>(comm_.size()));
-  comm_.synchronize();
-  if (options_.timeline != nullptr) {
-    step_timeline_.finish_end = now();
-    options_.timeline->push_back(std::move(step_timeline_));
-    step_timeline_ = {};
-  }
+  completeStep();
   if (observing_) decideLayout();
 }
 

@@ -148,6 +148,7 @@ class GradientAverager {
   void resetStep();
   void decideLayout();
   void markDone(std::size_t b);  // timeline: bucket b seen complete
+  void completeStep();           // after the last bucket: division, synchronize, timeline
 
   Communicator& comm_;
   std::vector<at::Tensor> params_;

@@ -300,6 +300,19 @@ TEST_F(MpiComm, SharedMemoryAveragingIsUsedOnOneNodeAndEqualsMessages) {
   }
 }
 
+// A segment that cannot be made (far larger than /dev/shm) is no buffer on every rank,
+// with the reason; the averager then goes over MPI messages and says why.
+TEST_F(MpiComm, SharedMemoryThatCannotBeMadeIsRefusedOnEveryRankWithTheReason) {
+  if (w == 1) GTEST_SKIP() << "a world of one does not average";
+  std::string why;
+  EXPECT_EQ(comm.sharedBuffer(int64_t{1} << 50, at::kFloat, &why), nullptr);
+  EXPECT_NE(why.find(r == 0 ? "posix_fallocate" : "rank 0 could not create it"), std::string::npos) << why;
+  // The communicator still works, and the next segment can be made.
+  EXPECT_NE(comm.sharedBuffer(16, at::kFloat, &why), nullptr) << why;
+  EXPECT_EQ(comm.sharedBuffer(16, at::kLong, &why), nullptr);
+  EXPECT_NE(why.find("float32/64 only"), std::string::npos) << why;
+}
+
 TEST_F(MpiComm, GradientAveragingBucketsSmallerThanAParameter) {
   checkAveraging(comm, {{10, 10}, {7}}, 16 * sizeof(float), 7);
 }
