@@ -66,6 +66,10 @@ class Work {
 // Memory that every rank of a communicator maps (ranks on one node), with allreduces over
 // ranges of it that read the other ranks' memory directly instead of sending messages
 // (Communicator::sharedBuffer). Driven from the communicator's thread, like every call.
+// The caller's part: ranges under way do not overlap; a range is not written from the
+// moment it is started until it is complete on this rank *and* the caller knows every
+// rank completed it (the next allreduce of it, or any later collective, tells); every
+// Work is destroyed before its buffer.
 class SharedBuffer {
  public:
   virtual ~SharedBuffer() = default;

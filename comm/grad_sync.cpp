@@ -34,7 +34,9 @@ GradientAverager::GradientAverager(Communicator& comm, std::vector<at::Tensor> p
                                    const AveragingOptions& options)
     : comm_(comm), options_(options), transport_(comm.name()) {
   for (auto& p : params) {
-    if (p.requires_grad()) params_.push_back(std::move(p));
+    // Once each: a tensor listed twice (tied weights) has one gradient and one hook.
+    const auto same = [&](const at::Tensor& q) { return q.unsafeGetTensorImpl() == p.unsafeGetTensorImpl(); };
+    if (p.requires_grad() && std::none_of(params_.begin(), params_.end(), same)) params_.push_back(std::move(p));
   }
   if (comm_.size() == 1 || params_.empty()) return;
   const auto& first = params_.front();
@@ -158,6 +160,7 @@ std::unique_ptr<Work> GradientAverager::start(std::size_t b) {
 }
 
 void GradientAverager::average() {
+  LRFIND_CHECK(!overlap_, "average() on an overlapping GradientAverager: its hooks start the buckets (use finish())");
   if (options_.timeline != nullptr) step_timeline_.finish_begin = now();
   if (comm_.size() > 1 && !params_.empty()) {
     for (std::size_t i = 0; i < params_.size(); ++i) adopt(i);
@@ -199,6 +202,7 @@ void GradientAverager::resetStep() {
   works_.clear();
   works_.resize(buckets_.size());
   next_launch_ = 0;
+  first_incomplete_ = 0;
   arrived_ = 0;
   started_early_ = 0;
   armed_ = false;
@@ -217,10 +221,9 @@ void GradientAverager::onGradientReady(std::size_t i) {
   for (const std::size_t b : param_buckets_[i]) --waiting_[b];
   const std::size_t launched = launchReadyInOrder();
   if (++arrived_ < params_.size()) started_early_ += launched;
-  // Let the allreduces under way move on while backward computes the next layers.
-  for (std::size_t b = 0; b < next_launch_; ++b) {
-    if (works_[b]->test()) markDone(b);
-  }
+  // Let the allreduces under way move on while backward computes the next layers; they
+  // mostly complete in order, so up to the first one still going.
+  while (first_incomplete_ < next_launch_ && works_[first_incomplete_]->test()) markDone(first_incomplete_++);
 }
 
 std::size_t GradientAverager::launchReadyInOrder() {
@@ -265,7 +268,12 @@ void GradientAverager::decideLayout() {
   comm_.broadcast(order);  // every rank calls finish(): a collective at the same point
   order = order.to(at::kCPU);
   const auto* o = order.data_ptr<int64_t>();
-  const std::vector<std::size_t> chosen(o, o + order.numel());
+  std::vector<std::size_t> chosen(o, o + order.numel());
+  std::vector<std::size_t> sorted = chosen;
+  std::sort(sorted.begin(), sorted.end());
+  for (std::size_t k = 0; k < sorted.size(); ++k) {
+    if (sorted[k] != k) throw CommError("rank 0's gradient order is not a permutation of this rank's parameters");
+  }
   if (chosen != order_) next_order_ = std::move(chosen);
 }
 

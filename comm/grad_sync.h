@@ -40,7 +40,12 @@
 //   the thread that calls backward), or a communicator that takes calls from autograd's
 //   device threads (Communicator::asyncFromAnyThread: NCCL), and more than one bucket
 //   (a single bucket can only start with the last gradient). Elsewhere it is blocking.
-// Both ways use the same buckets and the same allreduce: the same bits.
+// Both ways use the same buckets and the same allreduce: the same bits, with one caveat.
+// The rebuilt layout moves bucket boundaries; through shared memory (every element
+// summed in rank order) and at np 2 (a + b) that changes nothing, but a ring of 3 or
+// more ranks, or a bucket that crosses the 256 KiB line between recursive doubling and
+// the ring, sums in an order that follows the layout: there the last bits can differ
+// from a blocking run once the layout is rebuilt (rebuild_order = false keeps them).
 //
 // Only trainable parameters (requires_grad) take part: a frozen one keeps no gradient,
 // so the optimizer's weight decay and momentum leave it alone, as in one process.
@@ -111,7 +116,7 @@ class GradientAverager {
   // decided at the last finish().
   void zeroGradients();
 
-  // Blocking: after backward, every bucket.
+  // Blocking: after backward, every bucket. Not on an overlapping averager.
   void average();
 
   // Overlapped (no-ops otherwise): see the comment at the top.
@@ -154,7 +159,7 @@ class GradientAverager {
   std::vector<at::Tensor> params_;
   AveragingOptions options_;
   bool overlap_ = false;
-  std::unique_ptr<SharedBuffer> shared_;
+  std::unique_ptr<SharedBuffer> shared_;  // declared before works_: Works go first
   std::string transport_;
   std::string no_shared_memory_;
   at::Tensor flat_;
@@ -169,6 +174,7 @@ class GradientAverager {
   std::vector<char> ready_;
   std::vector<std::unique_ptr<Work>> works_;
   std::size_t next_launch_ = 0;
+  std::size_t first_incomplete_ = 0;  // buckets before it are complete
   std::size_t arrived_ = 0;        // gradients in this step
   std::size_t started_early_ = 0;  // buckets started before the last gradient
   std::size_t started_in_backward_ = 0;

@@ -188,8 +188,8 @@ struct MpiCommunicator::Impl {
   // unfinished stay alive here, since MPI may still write into them.
   std::vector<at::Tensor> spare_scratch;
   std::vector<at::Tensor> abandoned;
-  // A shared-memory buffer's progress (comm/shm_allreduce.h), run in every poll.
-  std::pair<const void*, std::function<void()>> poller;
+  // The shared-memory buffers' progress (comm/shm_allreduce.h), run in every poll.
+  std::vector<std::pair<const void*, std::function<void()>>> pollers;
 
   at::Tensor takeScratch(int64_t numel, const at::TensorOptions& options) {
     for (auto it = spare_scratch.begin(); it != spare_scratch.end(); ++it) {
@@ -286,7 +286,7 @@ struct MpiCommunicator::Impl {
   // What every poll does besides its own test: a shared-memory buffer sums its pieces,
   // rank 0 reads announcements, the others send a heartbeat when one is due.
   void tick(const Communicator& owner) {
-    if (poller.second) poller.second();
+    for (const auto& poller : pollers) poller.second();
     if (rank == 0) {
       readAnnouncements(owner.size());
     } else if (Clock::now() - last_announced > kHeartbeat) {
@@ -533,7 +533,9 @@ void MpiCommunicator::allreduce(at::Tensor& tensor, const AllreduceOptions& opts
 
 std::unique_ptr<SharedBuffer> MpiCommunicator::sharedBuffer(int64_t numel, c10::ScalarType dtype, std::string* why) {
   std::string reason;
-  if (local_size_ != size_) {
+  if (size_ == 1) {
+    reason = "a world of one has nothing to share";
+  } else if (local_size_ != size_) {
     reason = concat("the ranks are on more than one node (", local_size_, " of ", size_, " on this one)");
   } else if (waitPolicy().blocking) {
     reason = "the blocking MPI calls were asked for";
@@ -545,11 +547,10 @@ std::unique_ptr<SharedBuffer> MpiCommunicator::sharedBuffer(int64_t numel, c10::
   ShmHooks hooks;
   hooks.tick = [this] { impl_->tick(*this); };
   hooks.set_poller = [this](const void* buffer, std::function<void()> poll) {
-    if (poll) {
-      impl_->poller = {buffer, std::move(poll)};
-    } else if (impl_->poller.first == buffer) {
-      impl_->poller = {};
-    }
+    auto& pollers = impl_->pollers;
+    pollers.erase(std::remove_if(pollers.begin(), pollers.end(), [&](const auto& p) { return p.first == buffer; }),
+                  pollers.end());
+    if (poll) pollers.emplace_back(buffer, std::move(poll));
   };
   return makeShmBuffer(*this, numel, dtype, std::move(hooks), why);
 }

@@ -168,7 +168,7 @@ class ShmBuffer final : public SharedBuffer {
 
   // In blocks that stay in L1: each element is read once from every buffer and written
   // once to every buffer (a separate add and copy would pass over the piece again).
-  // Adds in the element type, as at::add_ does: the same bits as the ring's sums.
+  // Adds in the element type, as at::add_ does (at np 2 the same bits as MPI's a + b).
   template <typename T>
   void sumInto(int64_t begin, int64_t n) {
     constexpr int64_t kBlock = 2048;
@@ -248,12 +248,22 @@ std::unique_ptr<SharedBuffer> makeShmBuffer(Communicator& comm, int64_t numel, c
   at::Tensor offer = at::zeros({static_cast<int64_t>(2 + kNameWords)}, at::kLong);
   std::shared_ptr<Mapping> mapping;
   std::string name;
+  // Rank 0 unlinks the segment however this ends (a timeout of the exchange below
+  // included): once every rank has mapped it, or when it is given up.
+  struct Unlink {
+    const std::string* name = nullptr;
+    ~Unlink() {
+      if (name != nullptr) shm_unlink(name->c_str());
+    }
+  } unlink;
+  if (comm.size() < 2) reason = "a world of one has nothing to share";
   if (comm.rank() == 0 && reason.empty()) {
     std::random_device entropy;
     const int64_t cookie = (static_cast<int64_t>(entropy()) << 31) ^ entropy() ^ getpid();
     name = concat("/lrfind-", getpid(), "-", cookie & 0xffffffff);
     mapping = mapSegment(name, layout.total, /*create=*/true, &reason);
     if (mapping) {
+      unlink.name = &name;
       *reinterpret_cast<int64_t*>(mapping->base) = cookie;
       auto* o = offer.data_ptr<int64_t>();
       o[0] = 1;
@@ -278,7 +288,6 @@ std::unique_ptr<SharedBuffer> makeShmBuffer(Communicator& comm, int64_t numel, c
   // Everyone mapped it, or nobody uses it; then it leaves the file system.
   at::Tensor mapped = at::full({1}, mapping ? 1L : 0L, at::kLong);
   comm.allreduce(mapped, AllreduceOptions{ReduceOp::kMin});
-  if (comm.rank() == 0 && o[0] != 0) shm_unlink(name.c_str());
   if (mapped.item<int64_t>() == 0) {
     if (why != nullptr) *why = reason.empty() ? std::string("another rank could not map it") : reason;
     return nullptr;

@@ -10,7 +10,8 @@
 // the sum into all of them: no message, no intermediate copy.
 //
 // The segment (POSIX shared memory, created by rank 0, opened by the others, unlinked
-// as soon as all have it mapped, so nothing outlives the job, not even after kill -9):
+// by rank 0 as soon as all have it mapped or the attempt fails, so that once set up
+// nothing outlives the job, not even after kill -9):
 //   one 4 KiB-aligned header: a cookie, then per rank two counters on cache lines of
 //   their own: `ready` (the last bucket this rank has written and published) and `done`
 //   (the last bucket whose 1/W this rank has summed and written into every buffer);
@@ -52,7 +53,8 @@ struct ShmHooks {
 
 // Collective over `comm` (a host backend): a SharedBuffer of `numel` elements of `dtype`
 // (float, double) per rank, or nullptr with the reason in *why when some rank cannot map
-// it (shared memory missing or full). Every rank gets the same answer.
+// it (shared memory missing or full) or the world has one rank. Every rank gets the
+// same answer.
 std::unique_ptr<SharedBuffer> makeShmBuffer(Communicator& comm, int64_t numel, c10::ScalarType dtype,
                                             ShmHooks hooks, std::string* why);
 

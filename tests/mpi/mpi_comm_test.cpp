@@ -285,6 +285,27 @@ TEST_F(MpiComm, OverlappedAveragingRebuildsTheBucketOrderFromTheFirstStep) {
   }
 }
 
+// A tensor listed twice (tied weights) has one gradient: it is averaged once, overlapped
+// or not.
+TEST_F(MpiComm, ParameterListedTwiceIsAveragedOnce) {
+  for (const bool overlap : {false, true}) {
+    at::Tensor p = at::ones({100}).set_requires_grad(true), q = at::ones({50}).set_requires_grad(true);
+    GradientAverager avg(comm, {p, q, p}, averagingOptions(64, overlap, true));
+    avg.zeroGradients();
+    avg.beginBackward(true);
+    ((p * (r + 1)).sum() + (q * (r + 1)).sum()).backward();
+    if (avg.overlapping()) {
+      avg.launchRemaining();
+      avg.finish();
+    } else {
+      avg.average();
+    }
+    const double mean = (w + 1) / 2.0;
+    EXPECT_TRUE(at::equal(p.grad(), at::full({100}, mean))) << "overlap " << overlap;
+    EXPECT_TRUE(at::equal(q.grad(), at::full({50}, mean))) << "overlap " << overlap;
+  }
+}
+
 // Shared memory: every rank of this test is on this node, so the buffer is mapped by
 // all; the sums equal those over MPI messages.
 TEST_F(MpiComm, SharedMemoryAveragingIsUsedOnOneNodeAndEqualsMessages) {

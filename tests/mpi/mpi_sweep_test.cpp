@@ -237,7 +237,9 @@ TORCH_MODULE(SmallCnn);
 // Overlapped gradient averaging (allreduces started by hooks during backward) against
 // the blocking one: the same buckets, small enough that parameters span several, and
 // the same allreduce, so the same bits, with and without accumulation, over shared
-// memory and over MPI messages, on an MLP and on a CNN with BatchNorm.
+// memory and over MPI messages, on an MLP and on a CNN with BatchNorm. (The overlapped
+// runs rebuild their layout after the first step; shared memory and these small
+// buckets' recursive doubling sum in an order that does not depend on it.)
 TEST(MpiSweep, OverlappedAveragingEqualsBlockingBitForBit) {
   comm::MpiCommunicator comm;
   for (const bool cnn : {false, true}) {
