@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/closest_name.h"
 #include "common/error.h"
 #include "finder/options.h"
 #include "runtime/factories.h"
@@ -67,55 +68,6 @@ std::vector<std::string> suggestNames() {
   return names;
 }
 
-// Levenshtein distance, ignoring case.
-std::size_t editDistance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      const bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
-                        std::tolower(static_cast<unsigned char>(b[j - 1]));
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
-
-// The words of a name separated by '-' or '_', sorted and joined by '-': "lr-max" and
-// "max_lr" both become "lr-max", the form of "max-lr".
-std::string sortedWords(const std::string& name) {
-  std::vector<std::string> words(1);
-  for (char ch : name) {
-    if (ch == '-' || ch == '_') {
-      words.emplace_back();
-    } else {
-      words.back() += ch;
-    }
-  }
-  std::sort(words.begin(), words.end());
-  return joined(words, "-");
-}
-
-// The candidate closest to `name` (edit distance over the name as written or over its
-// words in any order), or "" when none is within a third of the name's length.
-std::string closestName(const std::string& name, const std::vector<std::string>& candidates) {
-  const std::size_t limit = std::max<std::size_t>(1, name.size() / 3);
-  std::string best;
-  std::size_t best_distance = limit + 1;
-  for (const auto& c : candidates) {
-    const std::size_t d = std::min(editDistance(name, c), editDistance(sortedWords(name), sortedWords(c)));
-    if (d < best_distance) {
-      best = c;
-      best_distance = d;
-    }
-  }
-  return best;
-}
-
 // Long names of the app's options ("--max-lr"); only those a config file may set when
 // `configurable_only`.
 std::vector<std::string> optionNames(const CLI::App& app, bool configurable_only) {
@@ -146,18 +98,40 @@ std::string unknownFlagMessage(const CLI::App& app, const std::vector<std::strin
 // able to parse max_lr", without the file or a suggestion.
 class StrictToml : public CLI::ConfigTOML {
  public:
+  // One axis of the [grid] table, with where it was read for messages.
+  struct TableAxis {
+    runtime::GridAxis axis;
+    std::string where;  // "--config run.toml: [grid] seed"
+  };
+
   explicit StrictToml(const CLI::App& app) : app_(app) {}
 
+  // The [grid] table's keys go to gridTable(), the rest to CLI11.
   std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
     auto parsed = CLI::ConfigTOML::from_config(input);
-    for (const auto& item : parsed) check(item);
-    return parsed;
+    std::vector<CLI::ConfigItem> flags;
+    for (auto& item : parsed) {
+      if (item.parents == std::vector<std::string>{kGridTable}) {
+        if (item.name != "++" && item.name != "--") {
+          grid_table_.push_back({{item.name, item.inputs}, concat(where(), "[", kGridTable, "] ", item.name)});
+        }
+        continue;
+      }
+      check(item);
+      flags.push_back(std::move(item));
+    }
+    return flags;
   }
 
+  // The [grid] table in file order; empty before parsing or without one.
+  const std::vector<TableAxis>& gridTable() const { return grid_table_; }
+
  private:
+  static constexpr const char* kGridTable = "grid";
+
   void check(const CLI::ConfigItem& item) const {
-    // The app has no subcommands: every [table] and dotted key is unknown. CLI11 marks
-    // a table's start and end with items named "++" and "--".
+    // The app has no subcommands: every [table] but [grid], and every dotted key, is
+    // unknown. CLI11 marks a table's start and end with items named "++" and "--".
     LRFIND_INPUT_CHECK(item.parents.empty() || (item.name != "++" && item.name != "--"), where(),
                        "unknown table [", CLI::detail::join(item.parents, "."),
                        "] (the file holds flag = value lines without tables, e.g. max-lr = 10)");
@@ -169,6 +143,8 @@ class StrictToml : public CLI::ConfigTOML {
                                            : concat("did you mean \"", near.substr(2), "\"?"),
                               ")"));
     }
+    LRFIND_INPUT_CHECK(item.name != kGridTable, where(), "\"grid\" is a table in a config file: [grid], then one "
+                       "line per axis, e.g. optimizer = [\"sgd\", \"adam\"]");
     LRFIND_INPUT_CHECK(opt->get_configurable(), where(), "\"", item.name,
                        "\" cannot be set in a config file; give --", item.name, " on the command line");
   }
@@ -181,11 +157,58 @@ class StrictToml : public CLI::ConfigTOML {
   }
 
   const CLI::App& app_;
+  mutable std::vector<TableAxis> grid_table_;
 };
 
-}  // namespace
+// The grid as a [grid] table that StrictToml reads back to the same axes and strings:
+// one line per axis, its values an array quoted as CLI11 quotes values.
+std::string gridTableText(const std::vector<runtime::GridAxis>& grid) {
+  if (grid.empty()) return "";
+  std::string text = "[grid]\n";
+  for (const auto& axis : grid) {
+    std::string values;
+    for (const auto& v : axis.values) values += (values.empty() ? "" : ", ") + CLI::detail::convert_arg_for_ini(v);
+    text += concat(axis.name, " = [", values, "]\n");
+  }
+  return text;
+}
 
-CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfig& c) {
+// The flags' long names without "--": the grid tells an unknown axis from a shared flag.
+std::vector<std::string> flagNames(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const auto& n : optionNames(app, false)) names.push_back(n.substr(2));
+  return names;
+}
+
+// A parse of the command line for one value of a grid axis: the axis's flag is
+// appended and takes the last value given. Its error lines start with
+// "--grid AXIS=VALUE: ".
+struct GridValue {
+  std::string axis;
+  std::string value;
+};
+
+CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, const GridValue* grid_value);
+
+// Parses the command line once per value of each axis (the other axes as shared): the
+// first value the real parser refuses, as its outcome; nullopt when all pass.
+std::optional<CliOutcome> checkGridValues(const std::vector<std::string>& args, const runtime::RunConfig& initial,
+                                          const std::vector<runtime::GridAxis>& grid) {
+  for (const auto& axis : grid) {
+    for (const auto& value : axis.values) {
+      std::vector<std::string> point_args = args;
+      for (auto& a : runtime::axisArguments(axis.name, value)) point_args.push_back(std::move(a));
+      runtime::RunConfig point = initial;
+      const GridValue grid_value{axis.name, value};
+      CliOutcome outcome = parse(point_args, point, &grid_value);
+      if (outcome.exit_code != 0) return outcome;
+    }
+  }
+  return std::nullopt;
+}
+
+CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, const GridValue* grid_value) {
+  const runtime::RunConfig initial = c;
   std::string mode = finder::toString(c.sweep.mode), suggest = finder::toString(c.sweep.suggest), threshold = "4.0";
   std::string betas = "0.9,0.999", weight_decay = "auto", eps = "auto";
   bool no_shuffle = false;
@@ -250,6 +273,26 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
       ->capture_default_str()->group(sweep_group);
   app.add_flag("--no-shuffle", no_shuffle, "Take samples in file order instead of a seeded shuffle")->group(sweep_group);
 
+  const auto* grid_group = "Tuning grid";
+  std::vector<std::string> grid_args;
+  app.add_option("--grid", grid_args,
+                 "Repeatable: AXIS=v1,v2,... runs one sweep per combination of the axes' values (the cartesian "
+                 "product); every other flag is shared by all sweeps. AXIS is one of " +
+                     joined(runtime::gridAxisNames(), ", ") +
+                     "; a value is what --AXIS takes (nesterov: true or false) and replaces --AXIS given elsewhere. "
+                     "Values are split at every ',' (a betas pair b1,b2 goes in a [grid] table). Also a [grid] table "
+                     "in --config, one line per axis: optimizer = [\"sgd\", \"adam\"]. Grid order: sweeps 0, 1, ... "
+                     "are nested loops over the axes in the order given ([grid] table first, then --grid), the last "
+                     "axis varying fastest")
+      ->allow_extra_args(false)->configurable(false)->group(grid_group);
+  app.add_option("--ranks-per-sweep", c.ranks_per_sweep,
+                 concat("Ranks that run each sweep of a --grid together, data-parallel (>= 1). R must divide the "
+                        "world size: the world splits into world/R groups, each running its sweeps one after "
+                        "another. Sweeps go to groups ",
+                        runtime::kSweepGroupRule, " [default: the whole world]"))
+      ->run_callback_for_default(false)  // no value, no line in --write-config: unchanged without a grid
+      ->group(grid_group);
+
   const auto* run_group = "Execution and output";
   app.add_option("--threads", c.threads, "Intra-op CPU threads; 0: the node's cores / ranks on the node")
       ->capture_default_str()
@@ -302,13 +345,22 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
   app.add_flag("--write-config", write_config,
                "Print the full effective configuration (defaults included) as TOML for --config, and exit")
       ->configurable(false)->group(config_group);
-  app.config_formatter(std::make_shared<StrictToml>(app));
+  if (grid_value != nullptr) {
+    app.get_option("--" + grid_value->axis)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  }
+  const auto toml = std::make_shared<StrictToml>(app);
+  app.config_formatter(toml);
   app.allow_config_extras(CLI::config_extras_mode::error);  // StrictToml reports them first
 
+  // A value of the grid that the parser refuses: "--grid seed=x: <the parser's message>".
+  const std::string where =
+      grid_value != nullptr ? concat("--grid ", grid_value->axis, "=", grid_value->value, ": ") : std::string();
   CliOutcome outcome;
   std::ostringstream out, err;
   try {
-    app.parse(argc, argv);
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    app.parse(static_cast<int>(argv.size()), argv.data());
     c.sweep.mode = finder::parseMode(mode, runtime::flagName);
     c.sweep.suggest = finder::parseSuggestMethod(suggest, runtime::flagName);
     c.sweep.early_stop_threshold = parseThreshold(threshold);
@@ -318,7 +370,26 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
     c.shuffle = !no_shuffle;
     c.overlap = !no_overlap;
     c.shared_memory = !no_shared_memory;
-    c.config_text = app.config_to_str(/*default_also=*/true, /*write_description=*/false);
+    if (grid_value != nullptr) return outcome;  // the value parses; the grid is the caller's
+
+    const auto flags = flagNames(app);
+    c.grid.clear();
+    for (const auto& [axis, axis_where] : toml->gridTable()) {
+      runtime::checkGridAxis(axis, axis_where, flags);
+      runtime::addGridAxis(c.grid, axis, axis_where);
+    }
+    for (const auto& arg : grid_args) {
+      runtime::addGridAxis(c.grid, runtime::parseGridArgument(arg, flags), "--grid " + arg);
+    }
+    runtime::gridSize(c.grid);  // refuses a grid too large to run
+    if (app.count("--ranks-per-sweep") > 0) {
+      LRFIND_INPUT_CHECK(c.ranks_per_sweep >= 1, "--ranks-per-sweep must be >= 1, got ", c.ranks_per_sweep);
+      LRFIND_INPUT_CHECK(!c.grid.empty(), "--ranks-per-sweep applies to a --grid (or a [grid] table in --config); "
+                         "without one the sweep runs on every rank");
+    }
+    if (auto refused = checkGridValues(args, initial, c.grid)) return *refused;
+
+    c.config_text = app.config_to_str(/*default_also=*/true, /*write_description=*/false) + gridTableText(c.grid);
     if (write_config) {
       out << c.config_text;
     } else {
@@ -330,18 +401,24 @@ CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfi
     outcome.exit_code = app.exit(e, out, err);
   } catch (const CLI::ExtrasError& e) {
     const std::string unknown = unknownFlagMessage(app, app.remaining());
-    err << "lrfind_dist: error: " << (unknown.empty() ? e.what() : unknown) << " (see --help)\n";
+    err << "lrfind_dist: error: " << where << (unknown.empty() ? e.what() : unknown) << " (see --help)\n";
     outcome.exit_code = runtime::kExitUsage;
   } catch (const CLI::ParseError& e) {
-    err << "lrfind_dist: error: " << e.what() << " (see --help)\n";
+    err << "lrfind_dist: error: " << where << e.what() << " (see --help)\n";
     outcome.exit_code = runtime::kExitUsage;
   } catch (const InputError& e) {
-    err << "lrfind_dist: error: " << e.what() << "\n";
+    err << "lrfind_dist: error: " << where << e.what() << "\n";
     outcome.exit_code = runtime::kExitUsage;
   }
   outcome.out = out.str();
   outcome.err = err.str();
   return outcome;
+}
+
+}  // namespace
+
+CliOutcome parseCommandLine(int argc, const char* const* argv, runtime::RunConfig& c) {
+  return parse(std::vector<std::string>(argv, argv + argc), c, nullptr);
 }
 
 }  // namespace lrfind::launch

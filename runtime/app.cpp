@@ -157,6 +157,9 @@ struct Recording {
 void validateAgreed(const RunConfig& c) {
   try {
     validate(c);
+    // Refused after every check of the flags, so that a grid's mistakes show first.
+    LRFIND_INPUT_CHECK(c.grid.empty(),
+                       "--grid: running a grid is not built yet (issue 14); --write-config shows the parsed grid");
   } catch (const InputError& e) {
     throw comm::Agreed<InputError>(e.what());
   }

@@ -5,9 +5,11 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "finder/options.h"
 #include "runtime/factories.h"
+#include "runtime/grid.h"
 
 namespace lrfind::runtime {
 
@@ -38,6 +40,9 @@ struct RunConfig {
   bool print_lr = false;
   bool force = false;
   bool verbose = false;
+  // The tuning grid (--grid, [grid]): axes in grid order; empty: one sweep, as always.
+  std::vector<GridAxis> grid;
+  int ranks_per_sweep = 0;  // ranks per sweep of the grid; 0: the whole world
   // The effective configuration as TOML (lrfind_dist --write-config), stored in the
   // results; empty when the caller has none.
   std::string config_text;
