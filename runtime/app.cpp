@@ -154,9 +154,14 @@ struct Recording {
 };
 
 // Flag checks fail the same way on every rank: agreed without talking.
-void validateAgreed(const RunConfig& c) {
+void validateAgreed(const RunConfig& c, int world_size) {
   try {
     validate(c);
+    if (c.ranks_per_sweep > 0) {
+      LRFIND_INPUT_CHECK(c.ranks_per_sweep <= world_size && world_size % c.ranks_per_sweep == 0,
+                         "--ranks-per-sweep ", c.ranks_per_sweep, " must divide the ", world_size,
+                         " rank(s) of this job into equal groups");
+    }
     // Refused after every check of the flags, so that a grid's mistakes show first.
     LRFIND_INPUT_CHECK(c.grid.empty(),
                        "--grid: running a grid is not built yet (issue 14); --write-config shows the parsed grid");
@@ -430,7 +435,7 @@ int runChecked(const RunConfig& c) {
   world.comm().setWaitPolicy(waitPolicy(c, world.rank()));
   world.comm().setLabel("start-up");
   try {
-    validateAgreed(c);
+    validateAgreed(c, world.size());
     const std::optional<Fault> fault = faultToInject();
     exchangePeerNames(world.comm());
     return runInWorld(c, world, fault);

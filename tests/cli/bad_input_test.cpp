@@ -108,6 +108,15 @@ std::vector<BadCase> makeBadInputs(const TempDir& dir) {
       {"--skip-begin -1", "--skip-begin"},
       {"--betas 0.9", "--betas"},
       {"--no-such-flag", "--no-such-flag"},
+      // The tuning grid's refusals, each naming the axis (runtime/grid.h).
+      {"--grid optimiser=sgd,adam", "unknown axis \"optimiser\""},
+      {"--grid optimizer=", "--grid optimizer="},
+      {"--grid seed=0,1 --grid seed=2", "axis seed is given twice"},
+      {"--grid data=a.h5,b.h5", "--data cannot be a grid axis"},
+      {"--grid batch-size=16,abc", "--grid batch-size=abc"},
+      {"--ranks-per-sweep 2", "--ranks-per-sweep applies to a --grid"},
+      {"--grid seed=0,1 --ranks-per-sweep 0", "--ranks-per-sweep must be >= 1"},
+      {"--grid seed=0,1 --ranks-per-sweep 3", "--ranks-per-sweep 3 must divide the"},
       {"--loss mse", "--loss mse needs float targets"},
       // Outputs.
       {"--out no/such/dir/r.h5", "--out no/such/dir/r.h5"},
