@@ -81,8 +81,8 @@ GradientAverager::~GradientAverager() {
   for (std::size_t j = 0; j < accumulators_.size(); ++j) accumulators_[j]->del_post_hook(hook_keys_[j]);
 }
 
-// Views and buckets for the parameters in `order`. The first bucket ends at
-// first_bucket_bytes, each later one bucket_bytes further.
+// Views and buckets for the parameters in `order`. The first bucket holds at most
+// min(first_bucket_bytes, bucket_bytes), each later one bucket_bytes.
 void GradientAverager::layOut(const std::vector<std::size_t>& order) {
   order_ = order;
   views_.assign(params_.size(), at::Tensor());
@@ -98,8 +98,9 @@ void GradientAverager::layOut(const std::vector<std::size_t>& order) {
   };
   buckets_.clear();
   for (int64_t start = 0; start < offset;) {
-    const int64_t n = std::min(elements(buckets_.empty() ? options_.first_bucket_bytes : options_.bucket_bytes),
-                               offset - start);
+    const std::size_t cap = buckets_.empty() ? std::min(options_.first_bucket_bytes, options_.bucket_bytes)
+                                             : options_.bucket_bytes;
+    const int64_t n = std::min(elements(cap), offset - start);
     buckets_.push_back({start, n, flat_.narrow(0, start, n)});
     start += n;
   }

@@ -12,7 +12,8 @@
 // The buffer first holds the parameters in reverse order, the order in which backward
 // roughly produces their gradients. Buckets are ranges of it: the first holds at most
 // `first_bucket_bytes` (small, so that the first allreduce starts early in backward, as
-// DDP's 1 MiB first bucket), the others at most `bucket_bytes`; a parameter may span
+// DDP's 1 MiB first bucket) or `bucket_bytes` if that is smaller, the others at most
+// `bucket_bytes`; a parameter may span
 // several. If a gradient no longer aliases the buffer (someone replaced it, or
 // zero_grad(set_to_none) dropped it), it is copied in (zeros when it is undefined) and
 // .grad() points back at the view.

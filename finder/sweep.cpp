@@ -63,7 +63,7 @@ std::string mib(std::size_t bytes) {
 std::string describe(const comm::GradientAverager& averager, const comm::AveragingOptions& options) {
   std::string text = concat(averager.transport(), averager.overlapping() ? ", overlapped with backward" : ", after backward",
                             ", ", averager.numBuckets(), " bucket(s) of at most ");
-  text += options.first_bucket_bytes == options.bucket_bytes
+  text += options.first_bucket_bytes >= options.bucket_bytes
               ? mib(options.bucket_bytes)
               : concat(mib(options.first_bucket_bytes), " (the first) and ", mib(options.bucket_bytes));
   if (!averager.sharedMemoryUnavailable().empty()) {
@@ -116,7 +116,9 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
   comm::AveragingOptions averaging = context.averaging;
   averaging.loss_prescaled = true;
   comm::GradientAverager averager(tensor_comm, params, averaging);
-  if (is_root && world > 1 && context.on_averaging) context.on_averaging(describe(averager, averaging));
+  if (is_root && world > 1 && context.on_averaging) {
+    context.on_averaging(describe(averager, averaging), averager.sharedMemoryUnavailable());
+  }
 
   SweepResult result;
   result.method = options.suggest;

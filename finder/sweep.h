@@ -59,13 +59,13 @@ struct SweepContext {
   SweepObserver* observer = nullptr;
   StepHook before_step;
   // How gradients are averaged (comm/grad_sync.h): bucket sizes, overlap with backward,
-  // shared memory. The same buckets and sums either way: the same bits. The sweep sets
-  // loss_prescaled itself.
+  // shared memory. Overlapped or not, the same buckets and sums: the same bits (with the
+  // one exception grad_sync.h states). The sweep sets loss_prescaled itself.
   comm::AveragingOptions averaging;
-  // Rank 0, once, before step 0: how the gradients are averaged ("shared memory,
-  // overlapped, buckets of at most 1 MiB then 25 MiB"), and why not through shared memory
-  // where that was asked for and is not possible. For the log.
-  std::function<void(const std::string&)> on_averaging;
+  // Rank 0, once, before step 0, with several ranks: how the gradients are averaged
+  // ("shared memory, overlapped with backward, 2 bucket(s) of at most 1 MiB (the first)
+  // and 25 MiB") and, where shared memory was asked for and not used, why (else empty).
+  std::function<void(const std::string& how, const std::string& no_shared_memory)> on_averaging;
   // After the last step, compare a checksum of the parameters across ranks (before the
   // restore) and fail with CommError if any rank differs.
   bool check_consistency = false;

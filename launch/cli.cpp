@@ -301,7 +301,7 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
       ->check(CLI::IsMember({"auto", "self", "mpi"}))->capture_default_str()->group(run_group);
   app.add_option("--bucket-mb", c.bucket_mb,
                  "Gradient bucket size in MiB (one allreduce per bucket; the first, the last layers' gradients, "
-                 "holds at most 1 MiB so that it starts early in backward)")
+                 "holds at most 1 MiB, or the bucket size if smaller, so that it starts early in backward)")
       ->capture_default_str()->group(run_group);
   bool no_overlap = false, no_shared_memory = false;
   app.add_flag("--no-overlap", no_overlap,

@@ -276,7 +276,12 @@ finder::SweepResult sweep(const RunConfig& c, World& world, Setup& s, Recording&
   context.averaging.bucket_bytes = static_cast<std::size_t>(c.bucket_mb * 1024 * 1024);
   context.averaging.overlap = c.overlap;
   context.averaging.shared_memory = c.shared_memory;
-  context.on_averaging = [](const std::string& how) { std::fprintf(stderr, "lrfind_dist: gradients: %s\n", how.c_str()); };
+  // With --verbose always; else only when ranks on one node could not use shared memory
+  // (a fallback the user should hear of; across nodes messages are the plan).
+  const bool one_node = world.localSize() == world.size();
+  context.on_averaging = [verbose = c.verbose, one_node](const std::string& how, const std::string& no_shm) {
+    if (verbose || (one_node && !no_shm.empty())) std::fprintf(stderr, "lrfind_dist: gradients: %s\n", how.c_str());
+  };
   context.check_consistency = c.check_consistency;
   context.before_step = stepFault(fault, world.rank());
   context.interrupted = [] { return InterruptHandler::received() != 0; };

@@ -300,6 +300,31 @@ TEST(MpiCli, RanksWithSmallerBatchesEqualOneProcess) {
   }
 }
 
+// Gradient averaging at np 2 on one node: shared memory and overlap by default, said
+// with --verbose only; MPI messages after backward on request; the same curve, bit for
+// bit (two ranks: every sum is a + b either way).
+TEST(MpiCli, AveragingPathsGiveTheSameCurveAndVerboseNamesThem) {
+  TempDir dir;
+  // 10 KiB buckets: the built-in MLP's gradients span several, so there is something to
+  // overlap (one bucket averages after backward).
+  const std::string common = "--num-training 30 --bucket-mb 0.01 --plot '' ";
+  const auto quiet = runCli(dir, common + "--out quiet.h5", mpirun(2));
+  ASSERT_EQ(quiet.code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.find("lrfind_dist: gradients:"), std::string::npos) << quiet.err;
+  const auto fast = runCli(dir, common + "--verbose --out fast.h5", mpirun(2));
+  ASSERT_EQ(fast.code, 0) << fast.err;
+  EXPECT_NE(fast.err.find("lrfind_dist: gradients: shared memory, overlapped with backward"), std::string::npos)
+      << fast.err;
+  const auto plain = runCli(dir, common + "--verbose --no-overlap --no-shared-memory --out plain.h5", mpirun(2));
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  EXPECT_NE(plain.err.find("lrfind_dist: gradients: mpi, after backward"), std::string::npos) << plain.err;
+  const auto a = runtime::readResults(dir.file("fast.h5"));
+  const auto b = runtime::readResults(dir.file("plain.h5"));
+  ASSERT_EQ(a.loss_raw.size(), b.loss_raw.size());
+  for (std::size_t k = 0; k < a.loss_raw.size(); ++k) EXPECT_EQ(a.loss_raw[k], b.loss_raw[k]) << "step " << k;
+  EXPECT_EQ(a.suggestions, b.suggestions);
+}
+
 TEST(MpiCli, FaultOnOneRankEndsEveryRankWithOneMessage) {
   TempDir dir;
   ::setenv("LRFIND_FAULT_INJECT", "1:5", 1);
