@@ -626,4 +626,38 @@ void MpiCommunicator::barrier() {
   impl_->finish(*this, &request, 1, [] { return std::string("the other ranks (barrier)"); });
 }
 
+std::unique_ptr<MpiCommunicator> MpiCommunicator::split(int color, int key) {
+  LRFIND_CHECK(color >= 0, "MpiCommunicator::split: color must be >= 0, got ", color);
+  barrier();  // every rank is here: the blocking calls below cannot wait for a missing one
+  MPI_Comm part = MPI_COMM_NULL;
+  LRFIND_MPI_CHECK(MPI_Comm_split(impl_->comm.get(), color, key, &part));
+  std::unique_ptr<MpiCommunicator> group;
+  try {
+    group = std::make_unique<MpiCommunicator>(&part);  // its own duplicate of `part`
+  } catch (...) {
+    MPI_Comm_free(&part);
+    throw;
+  }
+  LRFIND_MPI_CHECK(MPI_Comm_free(&part));
+  // Each rank of the group is which rank here: for the names in its messages.
+  MPI_Group mine = MPI_GROUP_NULL, theirs = MPI_GROUP_NULL;
+  LRFIND_MPI_CHECK(MPI_Comm_group(impl_->comm.get(), &mine));
+  LRFIND_MPI_CHECK(MPI_Comm_group(group->impl_->comm.get(), &theirs));
+  std::vector<int> ranks(static_cast<std::size_t>(group->size())), here(ranks.size());
+  for (int i = 0; i < group->size(); ++i) ranks[static_cast<std::size_t>(i)] = i;
+  const int rc = MPI_Group_translate_ranks(theirs, group->size(), ranks.data(), mine, here.data());
+  MPI_Group_free(&mine);
+  MPI_Group_free(&theirs);
+  LRFIND_MPI_CHECK(rc);
+  std::vector<std::string> names;
+  for (const int r : here) {
+    names.push_back(static_cast<std::size_t>(r) < peerNames().size() ? peerNames()[static_cast<std::size_t>(r)]
+                                                                      : std::string());
+  }
+  group->setPeerNames(std::move(names));
+  group->setWaitPolicy(waitPolicy());
+  group->setLabel(label());
+  return group;
+}
+
 }  // namespace lrfind::comm

@@ -40,6 +40,12 @@ class MpiCommunicator final : public Communicator {
   void broadcast(at::Tensor& tensor, const BroadcastOptions& opts = {}) override;
   void gather(const at::Tensor& input, at::Tensor& output, const GatherOptions& opts = {}) override;
   void barrier() override;
+  // The ranks with the same `color` (>= 0), ordered by `key` then rank, as a communicator
+  // of their own (MPI_Comm_split): a tuning grid's rank groups. Collective over this
+  // communicator. Bounded: the ranks first meet in this communicator's bounded barrier,
+  // so a rank that never comes is a CommTimeout naming it, not a hang in the split. The
+  // new communicator gets this one's wait policy, label and peer names (for its ranks).
+  std::unique_ptr<MpiCommunicator> split(int color, int key);
   // Shared memory (comm/shm_allreduce.h) when every rank is on this node, and the
   // blocking calls of WaitPolicy::blocking are not asked for.
   std::unique_ptr<SharedBuffer> sharedBuffer(int64_t numel, c10::ScalarType dtype, std::string* why) override;

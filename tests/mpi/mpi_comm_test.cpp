@@ -334,6 +334,34 @@ TEST_F(MpiComm, SharedMemoryThatCannotBeMadeIsRefusedOnEveryRankWithTheReason) {
   EXPECT_NE(why.find("float32/64 only"), std::string::npos) << why;
 }
 
+// Rank groups (a tuning grid's): even and odd ranks, each group reducing on its own,
+// numbered by key, named by where its ranks run, with the parent's wait policy.
+TEST_F(MpiComm, SplitMakesIndependentGroups) {
+  std::vector<std::string> names;
+  for (int i = 0; i < w; ++i) names.push_back(concat("host", i, ", pid ", 100 + i));
+  comm.setPeerNames(names);
+  WaitPolicy policy;
+  policy.timeout = std::chrono::seconds(42);
+  comm.setWaitPolicy(policy);
+  // Reverse order within a group: key = -rank.
+  const auto group = comm.split(r % 2, -r);
+  const int size = (w - r % 2 + 1) / 2;  // ranks with the same parity
+  ASSERT_EQ(group->size(), size);
+  EXPECT_EQ(group->rank(), size - 1 - r / 2);
+  EXPECT_EQ(group->waitPolicy().timeout, std::chrono::milliseconds(42000));
+  // Group rank g is parent rank: the largest of this parity minus 2g.
+  const int top = r % 2 + 2 * (size - 1);
+  ASSERT_EQ(group->peerNames().size(), static_cast<std::size_t>(size));
+  for (int g = 0; g < size; ++g) EXPECT_EQ(group->peerNames()[static_cast<std::size_t>(g)], names[static_cast<std::size_t>(top - 2 * g)]);
+  at::Tensor t = at::full({3}, static_cast<double>(r + 1), at::kDouble);
+  group->allreduce(t);
+  double expected = 0;
+  for (int q = r % 2; q < w; q += 2) expected += q + 1;
+  EXPECT_TRUE(at::equal(t, at::full({3}, expected, at::kDouble)));
+  comm.barrier();  // the parent still works, and the groups did not meet each other
+  EXPECT_THROW(comm.split(-1, 0), Error);
+}
+
 TEST_F(MpiComm, GradientAveragingBucketsSmallerThanAParameter) {
   checkAveraging(comm, {{10, 10}, {7}}, 16 * sizeof(float), 7);
 }
