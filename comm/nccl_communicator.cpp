@@ -11,6 +11,7 @@
 #include <exception>
 #include <functional>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -107,6 +108,14 @@ void cudartCheck(cudaError_t rc, const char* call, int device, int rank) {
   cudaGetLastError();  // clear it: the error is reported here
   throw cudaFailure(call, device, rank, cudaGetErrorString(rc));
 }
+
+// The same in a destructor, which must not throw: "lrfind: warning: <what> failed<where>:
+// <CUDA's text>" on stderr.
+void cudartWarn(cudaError_t rc, const std::string& what, const std::string& where = "") {
+  if (rc == cudaSuccess) return;
+  cudaGetLastError();
+  std::fprintf(stderr, "lrfind: warning: %s failed%s: %s\n", what.c_str(), where.c_str(), cudaGetErrorString(rc));
+}
 #endif
 
 // `device` is the calling thread's current device for the scope, then the previous one
@@ -127,13 +136,7 @@ class DeviceScope {
 
   ~DeviceScope() {
 #if !LRFIND_TORCH_HAS_CUDA
-    if (!changed_) return;
-    const cudaError_t rc = cudaSetDevice(previous_);
-    if (rc != cudaSuccess) {
-      cudaGetLastError();
-      std::fprintf(stderr, "lrfind: warning: restoring the device cuda:%d failed: %s\n", previous_,
-                   cudaGetErrorString(rc));
-    }
+    if (changed_) cudartWarn(cudaSetDevice(previous_), concat("restoring the device cuda:", previous_));
 #endif
   }
 
@@ -158,12 +161,8 @@ class DeviceEvent {
 
   ~DeviceEvent() {
 #if !LRFIND_TORCH_HAS_CUDA
-    if (event_ == nullptr) return;
-    const cudaError_t rc = cudaEventDestroy(event_);
-    if (rc != cudaSuccess) {
-      cudaGetLastError();
-      std::fprintf(stderr, "lrfind: warning: cudaEventDestroy on cuda:%d failed on rank %d: %s\n", device_, rank_,
-                   cudaGetErrorString(rc));
+    if (event_ != nullptr) {
+      cudartWarn(cudaEventDestroy(event_), concat("cudaEventDestroy on cuda:", device_), concat(" on rank ", rank_));
     }
 #endif
   }
@@ -375,12 +374,7 @@ class NcclStream {
   ~NcclStream() {
 #if !LRFIND_TORCH_HAS_CUDA
     // Work still queued on it runs to the end; CUDA releases the stream afterwards.
-    const cudaError_t rc = cudaStreamDestroy(stream_);
-    if (rc != cudaSuccess) {
-      cudaGetLastError();
-      std::fprintf(stderr, "lrfind: warning: cudaStreamDestroy on cuda:%d failed on rank %d: %s\n", device_, rank_,
-                   cudaGetErrorString(rc));
-    }
+    cudartWarn(cudaStreamDestroy(stream_), concat("cudaStreamDestroy on cuda:", device_), concat(" on rank ", rank_));
 #endif
   }
 
