@@ -129,8 +129,9 @@ void GradientAverager::adopt(std::size_t i) {
 }
 
 void GradientAverager::zeroGradients() {
-  const bool relayout = !next_order_.empty();
-  if (relayout) {
+  std::vector<at::Tensor> old_views;  // before a new layout: where each gradient was
+  if (!next_order_.empty()) {
+    old_views = views_;
     layOut(next_order_);
     next_order_.clear();
     rebuilt_ = true;
@@ -140,10 +141,8 @@ void GradientAverager::zeroGradients() {
   for (std::size_t i = 0; i < params_.size(); ++i) {
     at::Tensor& grad = params_[i].mutable_grad();
     if (!grad.defined()) continue;
-    if (relayout && grad.device() == flat_.device() && grad.data_ptr() >= flat_.data_ptr() &&
-        static_cast<const char*>(grad.data_ptr()) <
-            static_cast<const char*>(flat_.data_ptr()) + flat_.nbytes()) {
-      grad = views_[i];  // an old view: its place moved
+    if (!old_views.empty() && grad.data_ptr() == old_views[i].data_ptr()) {
+      grad = views_[i];  // its place moved
     } else if (views_.empty() || grad.data_ptr() != views_[i].data_ptr()) {
       grad.zero_();
     }
