@@ -661,3 +661,105 @@ std::unique_ptr<MpiCommunicator> MpiCommunicator::split(int color, int key) {
 }
 
 }  // namespace lrfind::comm
+
+namespace lrfind::comm {
+namespace {
+
+constexpr int kMailboxTag = 7101;
+
+class MpiMailbox final : public Mailbox {
+ public:
+  MpiMailbox(MPI_Comm comm, int rank, int size, std::vector<std::string> names)
+      : comm_(comm), rank_(rank), size_(size), names_(std::move(names)) {}
+
+  // Sends still under way when the mailbox goes are given up to MPI, and their buffers
+  // left alive: MPI may still read them.
+  ~MpiMailbox() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;
+    for (auto& s : sends_) {
+      int flag = 0;
+      if (s.request != MPI_REQUEST_NULL && MPI_Test(&s.request, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && !flag) {
+        MPI_Request_free(&s.request);
+        static_cast<void>(s.bytes.release());  // leaked on purpose: MPI may still read it
+      }
+    }
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void send(int dest, std::string bytes) override {
+    LRFIND_CHECK(dest >= 0 && dest < size_ && dest != rank_, "Mailbox::send: bad destination rank ", dest);
+    dropCompleted();
+    sends_.push_back(Send{std::make_unique<std::string>(std::move(bytes)), dest, MPI_REQUEST_NULL});
+    Send& s = sends_.back();
+    LRFIND_MPI_CHECK(MPI_Isend(s.bytes->data(), static_cast<int>(s.bytes->size()), MPI_BYTE, dest, kMailboxTag,
+                               comm_, &s.request));
+  }
+
+  std::optional<Message> receive() override {
+    dropCompleted();
+    int flag = 0;
+    MPI_Status status;
+    LRFIND_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kMailboxTag, comm_, &flag, &status));
+    if (flag == 0) return std::nullopt;
+    int count = 0;
+    LRFIND_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
+    Message m;
+    m.source = status.MPI_SOURCE;
+    m.bytes.resize(static_cast<std::size_t>(count));
+    LRFIND_MPI_CHECK(
+        MPI_Recv(m.bytes.data(), count, MPI_BYTE, m.source, kMailboxTag, comm_, MPI_STATUS_IGNORE));
+    return m;
+  }
+
+  void flush(const WaitPolicy& policy, const std::string& label) override {
+    boundedWait(
+        [&] {
+          dropCompleted();
+          return sends_.empty();
+        },
+        policy, label,
+        [&] {
+          std::vector<int> ranks;
+          for (const auto& s : sends_) {
+            if (std::find(ranks.begin(), ranks.end(), s.dest) == ranks.end()) ranks.push_back(s.dest);
+          }
+          return concat(describeRanks(ranks, names_), " to take this rank's messages");
+        });
+  }
+
+ private:
+  struct Send {
+    std::unique_ptr<std::string> bytes;  // stable while the deque moves
+    int dest;
+    MPI_Request request;
+  };
+
+  void dropCompleted() {
+    for (auto it = sends_.begin(); it != sends_.end();) {
+      int flag = 0;
+      LRFIND_MPI_CHECK(MPI_Test(&it->request, &flag, MPI_STATUS_IGNORE));
+      it = flag != 0 ? sends_.erase(it) : std::next(it);
+    }
+  }
+
+  MPI_Comm comm_;
+  int rank_;
+  int size_;
+  std::vector<std::string> names_;
+  std::deque<Send> sends_;
+};
+
+}  // namespace
+
+std::unique_ptr<Mailbox> MpiCommunicator::openMailbox() {
+  barrier();  // every rank is here: MPI_Comm_dup below cannot wait for a missing one
+  MPI_Comm comm = MPI_COMM_NULL;
+  LRFIND_MPI_CHECK(MPI_Comm_dup(impl_->comm.get(), &comm));
+  return std::make_unique<MpiMailbox>(comm, rank_, size_, peerNames());
+}
+
+}  // namespace lrfind::comm

@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "comm/communicator.h"
+#include "comm/mailbox.h"
 
 namespace lrfind::comm {
 
@@ -46,6 +47,10 @@ class MpiCommunicator final : public Communicator {
   // so a rank that never comes is a CommTimeout naming it, not a hang in the split. The
   // new communicator gets this one's wait policy, label and peer names (for its ranks).
   std::unique_ptr<MpiCommunicator> split(int color, int key);
+  // Collective: a Mailbox over this communicator's ranks, on a duplicate of its own that
+  // is never freed (MPI_Finalize releases it), for the reason Impl::announce_comm gives:
+  // a message left unread must not reach a later communicator.
+  std::unique_ptr<Mailbox> openMailbox();
   // Shared memory (comm/shm_allreduce.h) when every rank is on this node, and the
   // blocking calls of WaitPolicy::blocking are not asked for.
   std::unique_ptr<SharedBuffer> sharedBuffer(int64_t numel, c10::ScalarType dtype, std::string* why) override;

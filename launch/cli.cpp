@@ -180,15 +180,14 @@ std::vector<std::string> flagNames(const CLI::App& app) {
   return names;
 }
 
-// A parse of the command line for one value of a grid axis: the axis's flag is
-// appended and takes the last value given. Its error lines start with
-// "--grid AXIS=VALUE: ".
-struct GridValue {
-  std::string axis;
-  std::string value;
+// A parse of the command line with axis values appended: each axis's flag takes the
+// last value given. Its error lines start with `where` ("--grid AXIS=VALUE: ").
+struct GridValues {
+  std::vector<std::string> axes;
+  std::string where;
 };
 
-CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, const GridValue* grid_value);
+CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, const GridValues* grid_values);
 
 // Parses the command line once per value of each axis (the other axes as shared): the
 // first value the real parser refuses, as its outcome; nullopt when all pass.
@@ -199,15 +198,29 @@ std::optional<CliOutcome> checkGridValues(const std::vector<std::string>& args, 
       std::vector<std::string> point_args = args;
       for (auto& a : runtime::axisArguments(axis.name, value)) point_args.push_back(std::move(a));
       runtime::RunConfig point = initial;
-      const GridValue grid_value{axis.name, value};
-      CliOutcome outcome = parse(point_args, point, &grid_value);
+      const GridValues grid_values{{axis.name}, concat("--grid ", axis.name, "=", value, ": ")};
+      CliOutcome outcome = parse(point_args, point, &grid_values);
       if (outcome.exit_code != 0) return outcome;
     }
   }
   return std::nullopt;
 }
 
-CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, const GridValue* grid_value) {
+// RunConfig::grid_point_config: the shared flags with one grid point's values.
+runtime::RunConfig pointConfig(const std::vector<std::string>& args, const runtime::RunConfig& initial,
+                               const runtime::GridPoint& point) {
+  std::vector<std::string> point_args = args;
+  GridValues grid_values;
+  for (const auto& [axis, value] : point.values) grid_values.axes.push_back(axis);
+  for (const auto& a : point.arguments) point_args.push_back(a);
+  runtime::RunConfig c = initial;
+  const CliOutcome outcome = parse(point_args, c, &grid_values);
+  // Every value parsed alone (checkGridValues); a failure here is a bug, said plainly.
+  LRFIND_CHECK(outcome.exit_code == 0, "grid sweep ", point.index, " does not parse: ", outcome.err);
+  return c;
+}
+
+CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, const GridValues* grid_values) {
   const runtime::RunConfig initial = c;
   std::string mode = finder::toString(c.sweep.mode), suggest = finder::toString(c.sweep.suggest), threshold = "4.0";
   std::string betas = "0.9,0.999", weight_decay = "auto", eps = "auto";
@@ -345,16 +358,17 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
   app.add_flag("--write-config", write_config,
                "Print the full effective configuration (defaults included) as TOML for --config, and exit")
       ->configurable(false)->group(config_group);
-  if (grid_value != nullptr) {
-    app.get_option("--" + grid_value->axis)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  if (grid_values != nullptr) {
+    for (const auto& axis : grid_values->axes) {
+      app.get_option("--" + axis)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    }
   }
   const auto toml = std::make_shared<StrictToml>(app);
   app.config_formatter(toml);
   app.allow_config_extras(CLI::config_extras_mode::error);  // StrictToml reports them first
 
   // A value of the grid that the parser refuses: "--grid seed=x: <the parser's message>".
-  const std::string where =
-      grid_value != nullptr ? concat("--grid ", grid_value->axis, "=", grid_value->value, ": ") : std::string();
+  const std::string where = grid_values != nullptr ? grid_values->where : std::string();
   CliOutcome outcome;
   std::ostringstream out, err;
   try {
@@ -370,7 +384,7 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
     c.shuffle = !no_shuffle;
     c.overlap = !no_overlap;
     c.shared_memory = !no_shared_memory;
-    if (grid_value != nullptr) return outcome;  // the value parses; the grid is the caller's
+    if (grid_values != nullptr) return outcome;  // the values parse; the grid is the caller's
 
     const auto flags = flagNames(app);
     c.grid.clear();
@@ -388,6 +402,11 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
                          "without one the sweep runs on every rank");
     }
     if (auto refused = checkGridValues(args, initial, c.grid)) return *refused;
+    if (!c.grid.empty()) {
+      c.grid_point_config = [args, initial](const runtime::GridPoint& point) {
+        return pointConfig(args, initial, point);
+      };
+    }
 
     c.config_text = app.config_to_str(/*default_also=*/true, /*write_description=*/false) + gridTableText(c.grid);
     if (write_config) {

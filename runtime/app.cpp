@@ -18,6 +18,7 @@
 #include <torch/version.h>
 
 #include "comm/agreement.h"
+#include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
 #include "common/error.h"
 #include "finder/sweep.h"
@@ -25,6 +26,9 @@
 #include "runtime/async_observer.h"
 #include "runtime/batches.h"
 #include "runtime/dataset.h"
+#include "runtime/grid_report.h"
+#include "runtime/grid_run.h"
+#include "runtime/grid_summary.h"
 #include "runtime/models.h"
 #include "runtime/placement.h"
 #include "runtime/progress.h"
@@ -130,9 +134,21 @@ finder::StepHook stepFault(const std::optional<Fault>& fault, int rank) {
 int g_world_rank = 0;
 int g_world_size = 1;
 
+// The ranks that run a sweep together: the world, or a tuning grid's rank group.
+struct Team {
+  comm::Communicator& comm;
+  int local_rank = 0;  // on its node, among the world's ranks there (picks the GPU)
+  int local_size = 1;  // ranks of this team on this node
+  int rank() const { return comm.rank(); }
+  int size() const { return comm.size(); }
+};
+
+Team worldTeam(World& world) { return Team{world.comm(), world.localRank(), world.localSize()}; }
+
 // Everything the sweep needs on this rank, built in agreed phases.
 struct Setup {
   c10::Device device{c10::DeviceType::CPU};
+  std::string data_key;  // what loadSweepData() loaded `data` for
   BatchPlan plan;
   Dataset data;
   finder::LossFn loss_fn;
@@ -153,18 +169,51 @@ struct Recording {
   finder::ObserverList observers;
 };
 
-// Flag checks fail the same way on every rank: agreed without talking.
-void validateAgreed(const RunConfig& c, int world_size) {
+// A tuning grid as every rank plans it, from the flags alone.
+struct GridRun {
+  std::vector<GridPoint> points;
+  std::vector<RunConfig> configs;  // each sweep's flags
+  std::vector<int> group_of;       // each sweep's rank group (sweepGroups)
+  int ranks_per_sweep = 1;
+  int groups = 1;
+};
+
+// "sweep 3 (optimizer=sgd, momentum=0)"
+std::string describePoint(const GridPoint& p) {
+  std::string text = concat("sweep ", p.index, " (");
+  for (std::size_t a = 0; a < p.values.size(); ++a) {
+    text += concat(a == 0 ? "" : ", ", p.values[a].first, "=", p.values[a].second);
+  }
+  return text + ")";
+}
+
+// Flag checks fail the same way on every rank: agreed without talking. With a grid the
+// checks are every sweep's (the shared flags alone are no sweep), and `grid` gets the plan.
+void validateAgreed(const RunConfig& c, int world_size, GridRun* grid) {
   try {
-    validate(c);
-    if (c.ranks_per_sweep > 0) {
-      LRFIND_INPUT_CHECK(c.ranks_per_sweep <= world_size && world_size % c.ranks_per_sweep == 0,
-                         "--ranks-per-sweep ", c.ranks_per_sweep, " must divide the ", world_size,
-                         " rank(s) of this job into equal groups");
+    if (c.grid.empty()) {
+      validate(c);
+      return;
     }
-    // Refused after every check of the flags, so that a grid's mistakes show first.
-    LRFIND_INPUT_CHECK(c.grid.empty(),
-                       "--grid: running a grid is not built yet (issue 14); --write-config shows the parsed grid");
+    const int per_sweep = c.ranks_per_sweep > 0 ? c.ranks_per_sweep : world_size;
+    LRFIND_INPUT_CHECK(per_sweep <= world_size && world_size % per_sweep == 0, "--ranks-per-sweep ", per_sweep,
+                       " must divide the ", world_size, " rank(s) of this job into equal groups");
+    LRFIND_CHECK(c.grid_point_config != nullptr, "RunConfig::grid_point_config must be set to run a grid");
+    grid->points = gridPoints(c.grid);
+    std::vector<double> costs;
+    for (const auto& point : grid->points) {
+      RunConfig pc = c.grid_point_config(point);
+      try {
+        validate(pc);
+      } catch (const InputError& e) {
+        throw InputError(concat("--grid ", describePoint(point), ": ", e.what()));
+      }
+      costs.push_back(sweepCost(pc.sweep.num_training, pc.batch_size, pc.sweep.accumulate));
+      grid->configs.push_back(std::move(pc));
+    }
+    grid->ranks_per_sweep = per_sweep;
+    grid->groups = world_size / per_sweep;
+    grid->group_of = sweepGroups(costs, grid->groups);
   } catch (const InputError& e) {
     throw comm::Agreed<InputError>(e.what());
   }
@@ -180,46 +229,65 @@ void warnIfNoSuggestion(const RunConfig& c) {
                static_cast<long long>(std::max<int64_t>(usable, 0)), static_cast<long long>(c.sweep.num_training));
 }
 
-// Phase 1, agreed: the output paths (rank 0 writes them), the device, the data and its
-// targets. Then the placement checks and the tensor communicator.
-void prepareData(const RunConfig& c, World& world, Setup& s) {
+void checkOutputs(const RunConfig& c) {
+  checkOutputPath(c.out, c.force, "--out");
+  if (!c.json.empty()) checkOutputPath(c.json, c.force, "--json");
+  if (!c.plot.empty()) checkOutputPath(c.plot, c.force, "--plot");
+}
+
+// This rank's rows of the data and its batches, not agreed: the caller agrees. The data
+// already loaded stays when the sweep would read the same rows (a grid's sweeps that
+// differ only in the optimizer).
+void loadSweepData(const RunConfig& c, const Team& team, Setup& s) {
   s.plan.batch_size = c.batch_size;
   s.plan.shuffle = c.shuffle;
   s.plan.seed = c.seed;
-  s.plan.rank = world.rank();
-  s.plan.world = world.size();
-  comm::agreeOnSuccess(world.comm(), [&] {
-    if (world.rank() == 0) {
-      checkOutputPath(c.out, c.force, "--out");
-      if (!c.json.empty()) checkOutputPath(c.json, c.force, "--json");
-      if (!c.plot.empty()) checkOutputPath(c.plot, c.force, "--plot");
-    }
-    s.device = resolveDevice(c.device, world.localRank());
-    useDevice(s.device);
-    s.loss_fn = makeLoss(c.loss);
-    const int64_t batches_needed = c.sweep.num_training * c.sweep.accumulate;
+  s.plan.rank = team.rank();
+  s.plan.world = team.size();
+  s.loss_fn = makeLoss(c.loss);
+  const int64_t batches_needed = c.sweep.num_training * c.sweep.accumulate;
+  const std::string key = concat(c.data, "|", c.x_key, "|", c.y_key, "|", c.seed, "|", c.batch_size, "|",
+                                 c.shuffle, "|", batches_needed);
+  if (key != s.data_key) {
+    s.data_key.clear();
     const auto synthetic = syntheticSpec(c.data);
     s.data = synthetic ? makeSynthetic(c.seed, *synthetic)
                        : loadHdf5(c.data, c.x_key, c.y_key, [&](int64_t samples) {
                            return rowsUsed(samples, s.plan, batches_needed, c.data);
                          });
-    s.num_outputs = checkTargets(c, s.data);
-    s.batches = std::make_unique<ShardedBatches>(s.data, s.plan, s.device);
+    s.data_key = key;
+  }
+  s.num_outputs = checkTargets(c, s.data);
+  s.batches = std::make_unique<ShardedBatches>(s.data, s.plan, s.device);
+}
+
+// Each rank saw only its rows: the model is sized by the largest label anywhere.
+void agreeOnClasses(const Team& team, Setup& s) {
+  if (!s.data.has_labels || team.size() == 1) return;
+  at::Tensor classes = at::full({1}, s.num_outputs, at::kLong);
+  team.comm.allreduce(classes, comm::AllreduceOptions{comm::ReduceOp::kMax});
+  s.num_outputs = classes.item<int64_t>();
+}
+
+// Phase 1, agreed: the output paths (rank 0 writes them), the device, the data and its
+// targets. Then the placement checks and the tensor communicator.
+void prepareData(const RunConfig& c, World& world, Setup& s) {
+  const Team team = worldTeam(world);
+  comm::agreeOnSuccess(world.comm(), [&] {
+    if (world.rank() == 0) checkOutputs(c);
+    s.device = resolveDevice(c.device, world.localRank());
+    useDevice(s.device);
+    loadSweepData(c, team, s);
   });
   const bool gpu_shared = checkGpuSharing(world.comm(), s.device, c.device, c.allow_gpu_sharing);
   s.tensor_comm = makeTensorComm(world.comm(), s.device, gpu_shared);
-  if (s.data.has_labels && world.size() > 1) {
-    // Each rank saw only its rows: the model is sized by the largest label anywhere.
-    at::Tensor classes = at::full({1}, s.num_outputs, at::kLong);
-    world.comm().allreduce(classes, comm::AllreduceOptions{comm::ReduceOp::kMax});
-    s.num_outputs = classes.item<int64_t>();
-  }
+  agreeOnClasses(team, s);
 }
 
 // Phase 2, agreed: the model, a dry forward pass against the data, the optimizer.
-void prepareModel(const RunConfig& c, World& world, Setup& s, const std::optional<Fault>& fault) {
-  comm::agreeOnSuccess(world.comm(), [&] {
-    if (fault && fault->step < 0 && fault->rank == world.rank()) inject(*fault);
+void prepareModel(const RunConfig& c, const Team& team, int world_rank, Setup& s, const std::optional<Fault>& fault) {
+  comm::agreeOnSuccess(team.comm, [&] {
+    if (fault && fault->step < 0 && fault->rank == world_rank) inject(*fault);
     s.loaded = loadModel(c.model, s.data, s.num_outputs, c.seed, s.device);
     checkOutput(dryForward(*s.loaded.model, s.loaded.name, s.data, s.device), c, s.data, s.loaded.name);
     OptimizerConfig opt = c.optimizer;
@@ -228,7 +296,7 @@ void prepareModel(const RunConfig& c, World& world, Setup& s, const std::optiona
   });
 }
 
-RunInfo describeRun(const RunConfig& c, const World& world, const Setup& s) {
+RunInfo describeRun(const RunConfig& c, const Team& team, const Setup& s) {
   RunInfo info;
   info.model = s.loaded.name;
   info.data = s.data.source;
@@ -236,9 +304,9 @@ RunInfo describeRun(const RunConfig& c, const World& world, const Setup& s) {
   info.loss_fn = c.loss;
   info.device = s.device.str();
   info.batch_size = c.batch_size;
-  info.global_batch_size = c.batch_size * world.size() * c.sweep.accumulate;
+  info.global_batch_size = c.batch_size * team.size() * c.sweep.accumulate;
   info.seed = static_cast<int64_t>(c.seed);
-  info.world_size = world.size();
+  info.world_size = team.size();
   info.config = c.config_text;
   return info;
 }
@@ -267,36 +335,39 @@ void logPlacement(World& world, const Setup& s, int threads) {
                static_cast<long long>(s.data.totalSamples()), threads);
 }
 
-finder::SweepResult sweep(const RunConfig& c, World& world, Setup& s, Recording& rec,
-                          const std::optional<Fault>& fault) {
+// One sweep on `team`. Rank 0 of the team reports to `observer`; `steps_file` names
+// where its steps are for an error message ("" where none).
+finder::SweepResult sweep(const RunConfig& c, const Team& team, Setup& s, finder::SweepObserver* observer,
+                          finder::StepHook before_step, std::function<bool()> interrupted,
+                          const std::string& steps_file) {
   finder::SweepContext context;
-  context.comm = &world.comm();
+  context.comm = &team.comm;
   context.tensor_comm = s.tensor_comm.get();
-  context.observer = world.rank() == 0 ? &rec.observers : nullptr;
+  context.observer = team.rank() == 0 ? observer : nullptr;
   context.averaging.bucket_bytes = static_cast<std::size_t>(c.bucket_mb * 1024 * 1024);
   context.averaging.overlap = c.overlap;
   context.averaging.shared_memory = c.shared_memory;
   // With --verbose always; else only when ranks on one node could not use shared memory
   // (a fallback the user should hear of; across nodes messages are the plan).
-  const bool one_node = world.localSize() == world.size();
+  const bool one_node = team.local_size == team.size();
   context.on_averaging = [verbose = c.verbose, one_node](const std::string& how, const std::string& no_shm) {
     if (verbose || (one_node && !no_shm.empty())) std::fprintf(stderr, "lrfind_dist: gradients: %s\n", how.c_str());
   };
   context.check_consistency = c.check_consistency;
-  context.before_step = stepFault(fault, world.rank());
-  context.interrupted = [] { return InterruptHandler::received() != 0; };
+  context.before_step = std::move(before_step);
+  context.interrupted = std::move(interrupted);
   context.option_name = flagName;
   try {
     return finder::runSweep(*s.loaded.model, *s.optimizer, *s.batches, s.loss_fn, c.sweep, context);
   } catch (const comm::CommTimeout&) {
     throw;  // not agreed: a peer may be gone (endAfterTimeout)
   } catch (const CommError& e) {
-    if (rec.writer) {
-      throw comm::Agreed<CommError>(concat(e.what(), " (steps so far in ", rec.writer->currentPath(), ")"));
-    }
+    if (!steps_file.empty()) throw comm::Agreed<CommError>(concat(e.what(), " (steps so far in ", steps_file, ")"));
     throw;
   }
 }
+
+bool signalled() { return InterruptHandler::received() != 0; }
 
 // Every rank stopped at the same step after a signal; the exit code says which.
 int reportInterrupted(const finder::SweepResult& result, const Recording& rec) {
@@ -335,6 +406,8 @@ void writeOutputs(const RunConfig& c, const finder::SweepResult& result, const R
 
 void validate(const RunConfig& c) {
   finder::validate(c.sweep, flagName);
+  checkOptimizer(c.optimizer);
+  checkLoss(c.loss);
   LRFIND_INPUT_CHECK(c.batch_size >= 1, "--batch-size must be >= 1, got ", c.batch_size);
   LRFIND_INPUT_CHECK(c.threads >= 0, "--threads must be >= 0, got ", c.threads);
   LRFIND_INPUT_CHECK(c.bucket_mb > 0, "--bucket-mb must be > 0, got ", c.bucket_mb);
@@ -387,8 +460,8 @@ int runInWorld(const RunConfig& c, World& world, const std::optional<Fault>& fau
 
   Setup s;
   prepareData(c, world, s);
-  prepareModel(c, world, s, fault);
-  s.info = describeRun(c, world, s);
+  prepareModel(c, worldTeam(world), world.rank(), s, fault);
+  s.info = describeRun(c, worldTeam(world), s);
   // From here on SIGINT/SIGTERM stop the sweep after the current step, on every rank,
   // and leave the steps done in <out>.partial.
   InterruptHandler interrupts;
@@ -396,41 +469,232 @@ int runInWorld(const RunConfig& c, World& world, const std::optional<Fault>& fau
   if (rec.writer) g_steps_file = rec.writer->currentPath();
   if (c.verbose) logPlacement(world, s, threads);
 
-  const finder::SweepResult result = sweep(c, world, s, rec, fault);
+  const finder::SweepResult result = sweep(c, worldTeam(world), s, &rec.observers, stepFault(fault, world.rank()),
+                                          signalled, rec.writer ? rec.writer->currentPath() : std::string());
   if (result.stop_reason == finder::StopReason::kInterrupted) return reportInterrupted(result, rec);
   if (world.rank() == 0) writeOutputs(c, result, s.info);
   return kExitOk;
+}
+
+// The exception being handled, as its message, the kind the message names, the exit code
+// it means, and whether every rank agreed on it.
+struct FailureText {
+  std::string kind;  // "" or " (LibTorch)"
+  std::string text;
+  int code = kExitFailure;
+  bool agreed = false;
+};
+
+FailureText describeFailure(const RunConfig& config) {
+  try {
+    throw;
+  } catch (const InputError& e) {
+    return {"", e.what(), kExitUsage, comm::isAgreed(e)};
+  } catch (const Error& e) {
+    return {"", e.what(), kExitFailure, comm::isAgreed(e)};
+  } catch (const c10::Error& e) {
+    return {" (LibTorch)", config.verbose ? e.what() : oneLine(e.what_without_backtrace()), kExitFailure,
+            comm::isAgreed(e)};
+  } catch (const std::exception& e) {
+    return {"", config.verbose ? e.what() : oneLine(e.what()), kExitFailure, comm::isAgreed(e)};
+  }
 }
 
 // Prints one line for the exception being handled and returns the exit code. A failure
 // all ranks agreed on is reported by rank 0 alone (its text names the failing rank); a
 // failure of one rank says which rank it is.
 int reportFailure(const RunConfig& config) {
-  auto report = [](const std::exception& e, const char* kind, const std::string& text) {
-    if (comm::isAgreed(e)) {
-      if (g_world_rank == 0) std::fprintf(stderr, "lrfind_dist: error%s: %s\n", kind, text.c_str());
-    } else if (g_world_size > 1) {
-      std::fprintf(stderr, "lrfind_dist: error%s: rank %d: %s\n", kind, g_world_rank, text.c_str());
-    } else {
-      std::fprintf(stderr, "lrfind_dist: error%s: %s\n", kind, text.c_str());
-    }
-    std::fflush(stderr);
-  };
-  try {
-    throw;
-  } catch (const InputError& e) {
-    report(e, "", e.what());
-    return kExitUsage;
-  } catch (const Error& e) {
-    report(e, "", e.what());
-    return kExitFailure;
-  } catch (const c10::Error& e) {
-    report(e, " (LibTorch)", config.verbose ? e.what() : oneLine(e.what_without_backtrace()));
-    return kExitFailure;
-  } catch (const std::exception& e) {
-    report(e, "", config.verbose ? e.what() : oneLine(e.what()));
-    return kExitFailure;
+  const FailureText f = describeFailure(config);
+  if (f.agreed) {
+    if (g_world_rank == 0) std::fprintf(stderr, "lrfind_dist: error%s: %s\n", f.kind.c_str(), f.text.c_str());
+  } else if (g_world_size > 1) {
+    std::fprintf(stderr, "lrfind_dist: error%s: rank %d: %s\n", f.kind.c_str(), g_world_rank, f.text.c_str());
+  } else {
+    std::fprintf(stderr, "lrfind_dist: error%s: %s\n", f.kind.c_str(), f.text.c_str());
   }
+  std::fflush(stderr);
+  return f.code;
+}
+
+// Rank 0 of a grid that ran to its end: the JSON and the plot, then the table on the
+// console (--print-lr: the table on stderr, each sweep's lr on stdout, "none" where a
+// sweep has no suggestion).
+void writeGridOutputs(const RunConfig& c, const std::vector<GridSweep>& sweeps, const GridSummary& summary,
+                      const std::string& results) {
+  if (!c.json.empty()) {
+    writeTextFile(c.json, renderGridJson(c.grid, sweeps, summary, results, c.config_text,
+                                         finder::StopReason::kCompleted, ""), "--json");
+  }
+  if (!c.plot.empty()) writeTextFile(c.plot, renderGridSvg(c.grid, sweeps, summary), "--plot");
+  const std::string table = renderGridSummary(c.grid, sweeps, summary);
+  if (c.print_lr) {
+    std::fputs(table.c_str(), stderr);
+    for (const auto& sweep : sweeps) {
+      const auto& chosen = sweep.result.suggestion();
+      if (chosen.found) {
+        std::printf("%.6g\n", chosen.lr);
+      } else {
+        std::printf("none\n");
+      }
+    }
+  } else {
+    std::fputs(table.c_str(), stdout);
+    std::printf("results: %s", results.c_str());
+    if (!c.plot.empty()) std::printf(", plot: %s", c.plot.c_str());
+    if (!c.json.empty()) std::printf(", summary: %s", c.json.c_str());
+    std::printf("\n");
+  }
+  std::fflush(stdout);
+}
+
+// The grid on every rank: the world splits into rank groups (with more than one), each
+// group runs its sweeps one after another on its own communicators, and world rank 0
+// collects every sweep into one results file (runtime/grid_run.h has the protocol).
+int runGrid(const RunConfig& c, World& world, const std::optional<Fault>& fault, const GridRun& grid) {
+  const int threads = c.threads > 0 ? c.threads : world.defaultThreads();
+  setComputeThreads(threads);
+  const int my_group = world.rank() / grid.ranks_per_sweep;
+
+  Setup s;
+  comm::agreeOnSuccess(world.comm(), [&] {
+    if (world.rank() == 0) checkOutputs(c);
+    s.device = resolveDevice(c.device, world.localRank());
+    useDevice(s.device);
+  });
+  const bool gpu_shared = checkGpuSharing(world.comm(), s.device, c.device, c.allow_gpu_sharing);
+  std::unique_ptr<comm::MpiCommunicator> group_comm;
+  std::unique_ptr<comm::Mailbox> mailbox;
+  if (grid.groups > 1) {
+    auto* mpi = dynamic_cast<comm::MpiCommunicator*>(&world.comm());
+    LRFIND_CHECK(mpi != nullptr, "rank groups need the MPI backend, not ", world.comm().name());
+    group_comm = mpi->split(my_group, world.rank());
+    group_comm->setLabel(concat("rank group ", my_group));
+    mailbox = mpi->openMailbox();
+  }
+  const Team team = group_comm ? Team{*group_comm, world.localRank(), group_comm->localSize()} : worldTeam(world);
+  // On GPUs: one NCCL communicator per group, from its leader's unique id.
+  s.tensor_comm = makeTensorComm(team.comm, s.device, gpu_shared);
+
+  InterruptHandler interrupts;
+  std::unique_ptr<GridCollector> collector;
+  comm::agreeOnSuccess(world.comm(), [&] {
+    if (world.rank() != 0) return;
+    GridPlan plan;
+    plan.axes = c.grid;
+    plan.points = grid.points;
+    for (const auto& pc : grid.configs) plan.options.push_back(pc.sweep);
+    plan.group_of = grid.group_of;
+    plan.groups = grid.groups;
+    plan.ranks_per_sweep = grid.ranks_per_sweep;
+    plan.world_size = world.size();
+    plan.config = c.config_text;
+    plan.timeout = world.comm().waitPolicy().timeout;
+    plan.peer_names = world.comm().peerNames();
+    collector = std::make_unique<GridCollector>(std::move(plan), c.out, mailbox.get());
+  });
+  if (collector) g_steps_file = collector->currentPath();
+  std::unique_ptr<GridReporter> remote;
+  GridReporter* reporter = nullptr;
+  if (team.rank() == 0) {
+    if (collector) {
+      reporter = &collector->localReporter();
+    } else {
+      remote = mailboxReporter(*mailbox);
+      reporter = remote.get();
+    }
+  }
+  if (c.verbose) logPlacement(world, s, threads);
+
+  // LRFIND_FAULT_INJECT's step counts this rank's steps over all its sweeps.
+  int64_t steps_before = 0;
+  finder::StepHook hook;
+  if (fault && fault->rank == world.rank() && fault->step >= 0) {
+    hook = [&steps_before, f = *fault](int64_t step) {
+      if (steps_before + step == f.step) inject(f);
+    };
+  }
+  auto interrupted = [reporter] { return signalled() || (reporter != nullptr && reporter->aborted(nullptr)); };
+
+  try {
+    for (std::size_t i = 0; i < grid.points.size(); ++i) {
+      if (grid.group_of[i] != my_group) continue;
+      // The leader says whether the group goes on: rank 0 may have asked it to stop.
+      at::Tensor go = at::full({1}, interrupted() ? 0 : 1, at::kLong);
+      team.comm.setLabel(concat("before ", describePoint(grid.points[i])));
+      team.comm.broadcast(go);
+      if (go.item<int64_t>() == 0) break;
+      const RunConfig& pc = grid.configs[i];
+      try {
+        comm::agreeOnSuccess(team.comm, [&] { loadSweepData(pc, team, s); });
+        agreeOnClasses(team, s);
+        prepareModel(pc, team, world.rank(), s, fault);
+        s.info = describeRun(pc, team, s);
+        s.info.config.clear();  // the grid's, at the file's root
+        GridSweep header;
+        header.index = i;
+        header.group = my_group;
+        header.started_at = wallClockNow();
+        header.info = s.info;
+        if (reporter != nullptr) reporter->start(header);
+        const auto observer = reporter != nullptr ? sweepReporter(*reporter, i) : nullptr;
+        const finder::SweepResult result = sweep(pc, team, s, observer.get(), hook, interrupted, g_steps_file);
+        steps_before += result.stepsCompleted();
+        if (result.stop_reason == finder::StopReason::kInterrupted) break;
+      } catch (const comm::CommTimeout&) {
+        throw;
+      } catch (const std::exception&) {
+        if (grid.groups == 1) throw;  // the whole world agreed: reported as for one sweep
+        // The group agreed; rank 0 stops the others and reports it.
+        const FailureText f = describeFailure(c);
+        if (reporter != nullptr) reporter->failed(i, f.kind.empty() ? f.text : concat(f.text, f.kind), f.code);
+        break;
+      }
+    }
+    if (reporter != nullptr) reporter->done();
+  } catch (const comm::CommTimeout&) {
+    throw;
+  } catch (const std::exception& e) {
+    // One group: every rank agreed; rank 0 marks the file before the error is reported.
+    if (collector) {
+      GridSummary summary;
+      try {
+        collector->finish(finder::StopReason::kError, e.what(), &summary);
+      } catch (const std::exception&) {
+        // The error being reported says more than a second one from the file.
+      }
+    }
+    throw;
+  }
+
+  if (!collector) return grid.groups > 1 ? waitForRelease(*mailbox, world.comm().waitPolicy().timeout,
+                                                          world.comm().peerNames().empty()
+                                                              ? std::string("rank 0")
+                                                              : world.comm().peerNames()[0])
+                                         : kExitOk;
+  collector->waitForGroups();
+  int code = kExitOk;
+  auto stop = finder::StopReason::kCompleted;
+  if (!collector->failure().empty()) {
+    code = collector->failureExitCode();
+    stop = finder::StopReason::kError;
+  } else if (collector->interrupted() || signalled()) {
+    const int sig = InterruptHandler::received();
+    code = 128 + (sig != 0 ? sig : SIGTERM);
+    stop = finder::StopReason::kInterrupted;
+  }
+  GridSummary summary;
+  const std::vector<GridSweep> sweeps = collector->finish(stop, collector->failure(), &summary);
+  collector->releaseRanks(code);
+  if (code == kExitOk) {
+    writeGridOutputs(c, sweeps, summary, collector->currentPath());
+  } else if (stop == finder::StopReason::kError) {
+    std::fprintf(stderr, "lrfind_dist: error: %s (the sweeps so far are in %s)\n", collector->failure().c_str(),
+                 collector->currentPath().c_str());
+  } else {
+    std::fprintf(stderr, "lrfind_dist: interrupted; the sweeps so far are in %s (complete=0)\n",
+                 collector->currentPath().c_str());
+  }
+  return code;
 }
 
 int runChecked(const RunConfig& c) {
@@ -440,10 +704,11 @@ int runChecked(const RunConfig& c) {
   world.comm().setWaitPolicy(waitPolicy(c, world.rank()));
   world.comm().setLabel("start-up");
   try {
-    validateAgreed(c, world.size());
+    GridRun grid;
+    validateAgreed(c, world.size(), &grid);
     const std::optional<Fault> fault = faultToInject();
     exchangePeerNames(world.comm());
-    return runInWorld(c, world, fault);
+    return c.grid.empty() ? runInWorld(c, world, fault) : runGrid(c, world, fault, grid);
   } catch (const comm::CommTimeout& e) {
     endAfterTimeout(e, world.rank(), world.size());
   } catch (const std::exception&) {

@@ -3,6 +3,7 @@
 // (launch/lrfind_dist.cpp) only parses flags into a RunConfig and calls run().
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,10 @@ struct RunConfig {
   // The tuning grid (--grid, [grid]): axes in grid order; empty: one sweep, as always.
   std::vector<GridAxis> grid;
   int ranks_per_sweep = 0;  // ranks per sweep of the grid; 0: the whole world
+  // A grid point's configuration: these flags with the point's axis values applied (the
+  // CLI parses its command line again, each axis's flag taking the point's value). A
+  // grid needs it; the result has no grid of its own.
+  std::function<RunConfig(const GridPoint&)> grid_point_config;
   // The effective configuration as TOML (lrfind_dist --write-config), stored in the
   // results; empty when the caller has none.
   std::string config_text;

@@ -2,9 +2,9 @@
 
 namespace lrfind::runtime {
 
-AsyncObserver::AsyncObserver(finder::SweepObserver& inner) : inner_(inner), worker_([this] { loop(); }) {}
+SerialWorker::SerialWorker() : worker_([this] { loop(); }) {}
 
-AsyncObserver::~AsyncObserver() {
+SerialWorker::~SerialWorker() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -13,7 +13,7 @@ AsyncObserver::~AsyncObserver() {
   worker_.join();
 }
 
-void AsyncObserver::loop() {
+void SerialWorker::loop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     work_cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
@@ -31,6 +31,7 @@ void AsyncObserver::loop() {
         error = std::current_exception();
       }
     }
+    job = nullptr;  // what it captured goes before the worker reports idle
     lock.lock();
     if (error && !failure_) failure_ = error;
     busy_ = false;
@@ -38,7 +39,7 @@ void AsyncObserver::loop() {
   }
 }
 
-void AsyncObserver::post(std::function<void()> job) {
+void SerialWorker::post(std::function<void()> job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.push_back(std::move(job));
@@ -46,12 +47,17 @@ void AsyncObserver::post(std::function<void()> job) {
   work_cv_.notify_one();
 }
 
-void AsyncObserver::waitIdle() {
+void SerialWorker::submit(std::function<void()> job) {
+  rethrowFailure();
+  post(std::move(job));
+}
+
+void SerialWorker::waitIdle() {
   std::unique_lock<std::mutex> lock(mu_);
   idle_cv_.wait(lock, [this] { return jobs_.empty() && !busy_; });
 }
 
-void AsyncObserver::rethrowFailure() {
+void SerialWorker::rethrowFailure() {
   std::exception_ptr failure;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -61,19 +67,18 @@ void AsyncObserver::rethrowFailure() {
 }
 
 void AsyncObserver::onStart(const finder::SweepOptions& options, int world_size) {
-  post([this, options, world_size] { inner_.onStart(options, world_size); });
+  worker_.post([this, options, world_size] { inner_.onStart(options, world_size); });
 }
 
 void AsyncObserver::onStep(const finder::StepRecord& record) {
-  rethrowFailure();
-  post([this, record] { inner_.onStep(record); });
+  worker_.submit([this, record] { inner_.onStep(record); });
 }
 
 void AsyncObserver::onEnd(const finder::SweepResult& result) {
   // `result` outlives the job: we wait for it below.
-  post([this, &result] { inner_.onEnd(result); });
-  waitIdle();
-  rethrowFailure();
+  worker_.post([this, &result] { inner_.onEnd(result); });
+  worker_.waitIdle();
+  worker_.rethrowFailure();
 }
 
 }  // namespace lrfind::runtime

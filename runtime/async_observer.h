@@ -1,11 +1,15 @@
 #pragma once
-// Runs another observer's callbacks on a worker thread, in order, so that slow work
-// (the HDF5 append and flush after every step) stays off the training loop.
+// Slow work (the HDF5 append and flush after every step) off the training loop.
 //
-// onStart and onStep copy their arguments and return at once; onEnd waits until every
-// earlier callback and the inner onEnd have run. A failure on the worker is rethrown
-// by the next call on the sweep's thread (onStep or onEnd), and later callbacks are
-// skipped. The inner observer is only ever called from the worker thread.
+// SerialWorker runs jobs on a worker thread of its own, in the order they came. A job
+// that throws is kept: rethrowFailure() (and so the next submit()) rethrows it on the
+// caller's thread, and later jobs are skipped.
+//
+// AsyncObserver runs another observer's callbacks on a SerialWorker. onStart and onStep
+// copy their arguments and return at once; onEnd waits until every earlier callback and
+// the inner onEnd have run. A failure on the worker is rethrown by the next call on the
+// sweep's thread (onStep or onEnd). The inner observer is only ever called from the
+// worker thread.
 
 #include <condition_variable>
 #include <deque>
@@ -18,24 +22,25 @@
 
 namespace lrfind::runtime {
 
-class AsyncObserver final : public finder::SweepObserver {
+class SerialWorker {
  public:
-  explicit AsyncObserver(finder::SweepObserver& inner);
-  ~AsyncObserver() override;  // finishes queued work, joins; never throws
-  AsyncObserver(const AsyncObserver&) = delete;
-  AsyncObserver& operator=(const AsyncObserver&) = delete;
+  SerialWorker();
+  ~SerialWorker();  // finishes queued work, joins; never throws
+  SerialWorker(const SerialWorker&) = delete;
+  SerialWorker& operator=(const SerialWorker&) = delete;
 
-  void onStart(const finder::SweepOptions& options, int world_size) override;
-  void onStep(const finder::StepRecord& record) override;
-  void onEnd(const finder::SweepResult& result) override;
+  // Queues `job`; does not rethrow.
+  void post(std::function<void()> job);
+  // rethrowFailure(), then post().
+  void submit(std::function<void()> job);
+  // Returns once every job queued so far has run.
+  void waitIdle();
+  // The first job failure, if any, rethrown.
+  void rethrowFailure();
 
  private:
-  void post(std::function<void()> job);
-  void waitIdle();
-  void rethrowFailure();
   void loop();
 
-  finder::SweepObserver& inner_;
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable idle_cv_;
@@ -43,7 +48,20 @@ class AsyncObserver final : public finder::SweepObserver {
   bool busy_ = false;
   bool stop_ = false;
   std::exception_ptr failure_;
-  std::thread worker_;
+  std::thread worker_;  // last: started once everything above exists
+};
+
+class AsyncObserver final : public finder::SweepObserver {
+ public:
+  explicit AsyncObserver(finder::SweepObserver& inner) : inner_(inner) {}
+
+  void onStart(const finder::SweepOptions& options, int world_size) override;
+  void onStep(const finder::StepRecord& record) override;
+  void onEnd(const finder::SweepResult& result) override;
+
+ private:
+  finder::SweepObserver& inner_;
+  SerialWorker worker_;  // destroyed first: its jobs use inner_
 };
 
 }  // namespace lrfind::runtime

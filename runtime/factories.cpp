@@ -33,9 +33,7 @@ const std::vector<std::string>& lossNames() {
   return kNames;
 }
 
-std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const std::vector<at::Tensor>& params,
-                                                       const OptimizerConfig& c) {
-  using namespace torch::optim;
+void checkOptimizer(const OptimizerConfig& c) {
   LRFIND_INPUT_CHECK(known(optimizerNames(), c.name), "--optimizer must be one of ",
                      joined(optimizerNames()), "; got \"", c.name, "\"");
   LRFIND_INPUT_CHECK(c.momentum >= 0, "--momentum must be >= 0, got ", c.momentum);
@@ -49,6 +47,17 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const std::vector<at::Ten
                      c.name, " (sgd and rmsprop only)");
   LRFIND_INPUT_CHECK(c.name == "sgd" || !c.nesterov, "--nesterov applies to --optimizer sgd only");
   LRFIND_INPUT_CHECK(!c.nesterov || c.momentum > 0, "--nesterov needs --momentum > 0");
+}
+
+void checkLoss(const std::string& name) {
+  LRFIND_INPUT_CHECK(known(lossNames(), name), "--loss must be one of ", joined(lossNames()),
+                     "; got \"", name, "\"");
+}
+
+std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const std::vector<at::Tensor>& params,
+                                                       const OptimizerConfig& c) {
+  using namespace torch::optim;
+  checkOptimizer(c);
 
   if (c.name == "sgd") {
     SGDOptions o(c.lr);
@@ -83,8 +92,7 @@ bool lossTakesLabels(const std::string& name) { return name == "cross_entropy" |
 
 finder::LossFn makeLoss(const std::string& name) {
   namespace F = torch::nn::functional;
-  LRFIND_INPUT_CHECK(known(lossNames(), name), "--loss must be one of ", joined(lossNames()),
-                     "; got \"", name, "\"");
+  checkLoss(name);
   if (name == "cross_entropy") {
     return [](const at::Tensor& out, const at::Tensor& y) { return F::cross_entropy(out, y); };
   }

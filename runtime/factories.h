@@ -30,6 +30,12 @@ struct OptimizerConfig {
 const std::vector<std::string>& optimizerNames();
 const std::vector<std::string>& lossNames();
 
+// The checks makeOptimizer() and makeLoss() do first, without LibTorch work: InputError
+// for an unknown name or an invalid combination, naming the flag. run() does them before
+// anything is loaded (for a grid, for every sweep).
+void checkOptimizer(const OptimizerConfig& config);
+void checkLoss(const std::string& name);
+
 // Throws InputError for unknown names and invalid combinations, naming the flag.
 std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const std::vector<at::Tensor>& params,
                                                        const OptimizerConfig& config);

@@ -130,6 +130,132 @@ std::optional<uint64_t> freeBytes(int fd) {
   return blocks * static_cast<uint64_t>(st.f_frsize);
 }
 
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Whether `name` (a path from `loc`) exists; false also when a group on the way does not.
+bool exists(hid_t loc, const char* name) { return H5Lexists(loc, name, H5P_DEFAULT) > 0; }
+
+// A 1-D string attribute (grid_axes); 0 elements when `values` is empty.
+void writeAttr(hid_t obj, const char* name, const std::vector<std::string>& values) {
+  deleteAttr(obj, name);
+  auto type = stringType();
+  const hsize_t n = values.size();
+  auto space = h5::dataspace(H5Screate_simple(1, &n, nullptr), name);
+  auto attr = h5::attribute(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), name);
+  std::vector<const char*> data;
+  for (const auto& v : values) data.push_back(v.c_str());
+  if (n > 0) h5::check(H5Awrite(attr.get(), type.get(), data.data()), concat("write attribute ", name));
+}
+
+// A fixed 1-D dataset of `n` rows (0 allowed), contiguous: the summary's columns.
+void writeColumn(hid_t loc, const char* name, hid_t file_type, hid_t mem_type, hsize_t n, const void* data) {
+  auto space = h5::dataspace(H5Screate_simple(1, &n, nullptr), name);
+  auto ds = h5::dataset(H5Dcreate2(loc, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                        concat("create dataset ", name));
+  if (n > 0) {
+    h5::check(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), concat("write dataset ", name));
+  }
+}
+
+void writeColumn(hid_t loc, const char* name, const std::vector<double>& values) {
+  writeColumn(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, values.size(), values.data());
+}
+
+void writeColumn(hid_t loc, const char* name, const std::vector<int64_t>& values) {
+  writeColumn(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, values.size(), values.data());
+}
+
+void writeColumn(hid_t loc, const char* name, const std::vector<std::size_t>& values) {
+  writeColumn(loc, name, std::vector<int64_t>(values.begin(), values.end()));
+}
+
+void writeColumn(hid_t loc, const char* name, const std::vector<std::string>& values) {
+  auto type = stringType();
+  std::vector<const char*> data;
+  for (const auto& v : values) data.push_back(v.c_str());
+  writeColumn(loc, name, type.get(), type.get(), data.size(), data.data());
+}
+
+// The suggestion of `method`, nullptr when it was not computed (a sweep cut short
+// before its suggestions).
+const finder::Suggestion* findSuggestion(const finder::SweepResult& result, finder::SuggestMethod method) {
+  for (const auto& s : result.suggestions) {
+    if (s.method == method) return &s;
+  }
+  return nullptr;
+}
+
+double suggestedLr(const finder::SweepResult& result, finder::SuggestMethod method) {
+  const finder::Suggestion* s = findSuggestion(result, method);
+  return s != nullptr && s->found ? s->lr : kNaN;
+}
+
+// One sweep's part of a results file, under `loc`: the file root (ResultsWriter) or
+// the sweep's own group (/sweeps/<i> in a grid's file).
+struct Slot {
+  std::string prefix;  // "" at the root, "/sweeps/3/": names the datasets in messages
+  h5::Id group;        // the sweep's group; invalid at the root
+  hid_t loc = H5I_INVALID_HID;
+  // Open while the sweep runs: lr, loss, loss_raw, step_seconds, loss_per_rank.
+  std::vector<h5::Id> series;
+  h5::Id steps_attr;
+  int world = 1;
+  hsize_t rows = 0;     // rows appended
+  hsize_t flushed = 0;  // rows on disk as of the last flush that succeeded
+
+  // Closes the attribute, the datasets, then the group; the first failure's cause.
+  h5::Cause close() noexcept {
+    h5::Cause first = steps_attr.close();
+    for (auto& s : series) {
+      h5::Cause failed = s.close();
+      if (first.text.empty()) first = std::move(failed);
+    }
+    series.clear();
+    h5::Cause failed = group.close();
+    if (first.text.empty()) first = std::move(failed);
+    return first;
+  }
+};
+
+// What the single sweep's and the grid's writer share: the file, its flushes and their
+// budget, the sweeps open in it (slots), the first failure and giving the file up, the
+// rename at the end.
+class ResultsFile {
+ public:
+  // Creates `<path>.partial`; throws IoError when it cannot. `root_sweep`: the file
+  // holds one sweep at its root (failure messages then count its steps).
+  void create(std::string out, bool root_sweep);
+  // Starts sweep `key` under `group` (the root when invalid): its series, suggestions
+  // group and attributes. No flush.
+  Slot& openSlot(std::size_t key, h5::Id group, std::string prefix, const finder::SweepOptions& options,
+                 const RunInfo& run, int world_size);
+  Slot* findSlot(std::size_t key);
+  void append(Slot& slot, const finder::StepRecord& record);  // one row; no flush
+  void endSlot(Slot& slot, const finder::SweepResult& result);  // final attributes; no flush
+  void closeSlot(std::size_t key);  // throws Failure when closing failed
+  void flush();
+  template <typename Fn>
+  void guarded(Fn&& body);
+  void abandon() noexcept;
+  h5::Cause closeAll() noexcept;
+  void closeQuietly() noexcept;  // for destructors: one warning line when closing failed
+  void moveIntoPlace();          // renames `<path>.partial` to `<path>`
+
+  std::string path;
+  std::string current;
+  h5::Id file;
+  int fd = -1;  // the descriptor HDF5 writes through; -1 when unknown
+  std::map<std::size_t, Slot> slots;  // the sweeps open
+  bool root_sweep = true;
+  // Bytes that flushes may still use before the free space is measured again.
+  uint64_t budget = 0;
+  bool out_of_room = false;  // the last flush was not tried: too little space
+  std::string failure;       // set by the first failed write; the file is closed then
+
+ private:
+  void appendRow(Slot& slot, h5::Id& dataset, const char* name, const double* row, hsize_t width);
+};
+
 }  // namespace
 
 std::string partialPath(const std::string& path) { return path + ".partial"; }
@@ -154,45 +280,38 @@ void checkOutputPath(const std::string& path, bool force, const std::string& fla
                      ": exists; pass --force to overwrite it or choose another name");
 }
 
-struct ResultsWriter::Impl {
-  void start(const finder::SweepOptions& options, int world_size);
-  void append(h5::Id& dataset, const char* name, const double* row, hsize_t width);
-  void flush();
-  bool finish(const finder::SweepResult& result);  // true: ended normally, to be renamed
-  template <typename Fn>
-  void guarded(Fn&& body);
-  void abandon() noexcept;
-  h5::Cause closeAll() noexcept;
+namespace {
 
-  std::string path;
-  std::string current;
-  RunInfo info;
-  h5::Id file;
-  int fd = -1;  // the descriptor HDF5 writes through; -1 when unknown
-  // Open for the whole sweep: lr, loss, loss_raw, step_seconds, loss_per_rank.
-  std::vector<h5::Id> series;
-  h5::Id steps_attr;
-  int world = 1;
-  hsize_t rows = 0;     // rows appended
-  hsize_t flushed = 0;  // rows on disk as of the last flush that succeeded
-  // Bytes that flushes may still use before the free space is measured again.
-  uint64_t budget = 0;
-  bool out_of_room = false;  // the last flush was not tried: too little space
-  std::string failure;       // set by the first failed write; the file is closed then
-};
+void ResultsFile::create(std::string out, bool one_sweep) {
+  path = std::move(out);
+  current = partialPath(path);
+  root_sweep = one_sweep;
+  h5::silenceErrors();
+  // At most the 1.8 file format: 1.10's superblock marks a file open for writing, and
+  // after a crash HDF5 and h5py then refuse <out>.partial until someone runs h5clear.
+  // The 1.8 format leaves a killed job's file readable as it is.
+  auto fapl = h5::plist(H5Pcreate(H5P_FILE_ACCESS), "file access properties");
+  h5::check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18), "libver bounds");
+  file = h5::file(H5Fcreate(current.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
+                  concat("--out ", path, ": cannot create ", current));
+  fd = descriptorOf(file.get());
+}
 
 // Flushes what the last calls wrote, if the file system has room for it.
 //
 // HDF5 1.10 does not recover from a metadata write that fails: its cache stays
 // half-flushed, every later flush and the close fail too, and what reached the disk
 // may be half a step. So the writer stops before a flush that might not fit, while the
-// file on disk is whole. At most one new chunk per series and a few metadata blocks
-// (B-tree nodes, the aggregators) are new in one flush. The free space is measured
-// (fstatvfs) again when the flushes since the last measure could have used up half of
-// it, and at least every kChunkRows flushes; a file system that fills faster than
-// that, a quota or a failing disk still end in HDF5's error, and in abandon()'s repairs.
-void ResultsWriter::Impl::flush() {
-  const uint64_t need = kChunkRows * sizeof(double) * (std::size(kSeries) + static_cast<uint64_t>(world)) + 16384;
+// file on disk is whole. At most one new chunk per series of every open sweep and a few
+// metadata blocks (B-tree nodes, the aggregators, a new group) are new in one flush.
+// The free space is measured (fstatvfs) again when the flushes since the last measure
+// could have used up half of it, and at least every kChunkRows flushes; a file system
+// that fills faster than that, a quota or a failing disk still end in HDF5's error, and
+// in abandon()'s repairs.
+void ResultsFile::flush() {
+  uint64_t columns = 0;
+  for (const auto& [key, slot] : slots) columns += std::size(kSeries) + static_cast<uint64_t>(slot.world);
+  const uint64_t need = kChunkRows * sizeof(double) * columns + 16384;
   if (budget < need) {
     if (const auto free = freeBytes(fd)) {
       if (*free < need) {
@@ -207,23 +326,28 @@ void ResultsWriter::Impl::flush() {
   }
   budget = budget > need ? budget - need : 0;
   LRFIND_H5_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "flush ", current);
-  flushed = rows;
+  for (auto& [key, slot] : slots) slot.flushed = slot.rows;
 }
 
-// Every callback runs its HDF5 work through this: on the worker thread HDF5's printer
-// must be silenced too, and after a failed write the file is given up at once (the
-// sweep learns of the failure only at its next step).
+// Every call runs its HDF5 work through this: on the worker thread HDF5's printer must
+// be silenced too, and after a failed write the file is given up at once (the sweep
+// learns of the failure only at its next step).
 template <typename Fn>
-void ResultsWriter::Impl::guarded(Fn&& body) {
+void ResultsFile::guarded(Fn&& body) {
   h5::silenceErrors();
   if (!failure.empty()) throw IoError(failure);
   try {
     body();
   } catch (const h5::Failure& e) {
+    std::string progress;
+    if (root_sweep) {
+      const auto it = slots.find(0);
+      progress = concat(" after ", it == slots.end() ? hsize_t{0} : it->second.flushed, " steps");
+    }
     // The OS error is the whole story ("No space left on device"); without one, what
     // HDF5 was doing helps.
-    failure = concat("--out ", path, ": cannot write ", current, " after ", flushed,
-                     " steps: ", e.cause().os_error != 0 ? e.cause().text : std::string(e.what()));
+    failure = concat("--out ", path, ": cannot write ", current, progress, ": ",
+                     e.cause().os_error != 0 ? e.cause().text : std::string(e.what()));
     abandon();
     throw IoError(failure);
   }
@@ -232,19 +356,26 @@ void ResultsWriter::Impl::guarded(Fn&& body) {
 // After a failed write; best effort, silent, and the file is closed at the end.
 // When the flush was not even tried (no room), the file on disk is as the last flush
 // left it, and nothing more is written. When HDF5 failed, it may have written part of
-// the step: the datasets shrink back to the rows of the last good flush (dropping the
-// rows HDF5 could not write, which would otherwise read as zeros), steps_completed says
-// so, and only then is stop_reason, an attribute that exists already, rewritten.
-void ResultsWriter::Impl::abandon() noexcept {
+// a step: every open sweep's datasets shrink back to the rows of the last good flush
+// (dropping the rows HDF5 could not write, which would otherwise read as zeros), its
+// steps_completed says so, and only then is stop_reason rewritten: each open sweep's,
+// and the root's (in a single-sweep file, the same).
+void ResultsFile::abandon() noexcept {
   if (file.valid() && !out_of_room) {
-    for (auto& s : series) {
-      if (s.valid()) shrink(s.get(), flushed, world);
+    for (auto& [key, slot] : slots) {
+      for (auto& s : slot.series) {
+        if (s.valid()) shrink(s.get(), slot.flushed, slot.world);
+      }
+      const auto steps = static_cast<int64_t>(slot.flushed);
+      if (slot.steps_attr.valid()) H5Awrite(slot.steps_attr.get(), H5T_NATIVE_INT64, &steps);
     }
-    const auto steps = static_cast<int64_t>(flushed);
-    if (steps_attr.valid()) H5Awrite(steps_attr.get(), H5T_NATIVE_INT64, &steps);
     if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) >= 0) {
       try {
-        writeAttr(file.get(), "stop_reason", std::string(finder::toString(finder::StopReason::kError)));
+        const std::string error = finder::toString(finder::StopReason::kError);
+        for (auto& [key, slot] : slots) {
+          if (slot.group.valid()) writeAttr(slot.loc, "stop_reason", error);
+        }
+        writeAttr(file.get(), "stop_reason", error);
         H5Fflush(file.get(), H5F_SCOPE_GLOBAL);
       } catch (const std::exception&) {
         // The steps are on disk; only the marker is missing.
@@ -256,77 +387,68 @@ void ResultsWriter::Impl::abandon() noexcept {
   H5Eclear2(H5E_DEFAULT);
 }
 
-// Closes the attribute, the datasets, then the file; returns the first failure's cause
-// (empty text: all closed).
-h5::Cause ResultsWriter::Impl::closeAll() noexcept {
-  h5::Cause first = steps_attr.close();
-  for (auto& s : series) {
-    h5::Cause failed = s.close();
+// Closes every open sweep, then the file; returns the first failure's cause (empty
+// text: all closed).
+h5::Cause ResultsFile::closeAll() noexcept {
+  h5::Cause first;
+  for (auto& [key, slot] : slots) {
+    h5::Cause failed = slot.close();
     if (first.text.empty()) first = std::move(failed);
   }
-  series.clear();
+  slots.clear();
   h5::Cause failed = file.close();
   if (first.text.empty()) first = std::move(failed);
   return first;
 }
 
-ResultsWriter::ResultsWriter(std::string path, const RunInfo& info) : impl_(std::make_unique<Impl>()) {
-  Impl& d = *impl_;
-  d.path = std::move(path);
-  d.current = partialPath(d.path);
-  d.info = info;
+// Still open when the run never ended (an exception on the way): closing writes what
+// HDF5 caches. One line if that fails, not one per dataset.
+void ResultsFile::closeQuietly() noexcept {
+  if (!file.valid()) return;
   h5::silenceErrors();
-  // At most the 1.8 file format: 1.10's superblock marks a file open for writing, and
-  // after a crash HDF5 and h5py then refuse <out>.partial until someone runs h5clear.
-  // The 1.8 format leaves a killed job's file readable as it is.
-  auto fapl = h5::plist(H5Pcreate(H5P_FILE_ACCESS), "file access properties");
-  h5::check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18), "libver bounds");
-  d.file = h5::file(H5Fcreate(d.current.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
-                    concat("--out ", d.path, ": cannot create ", d.current));
-  d.fd = descriptorOf(d.file.get());
-}
-
-ResultsWriter::~ResultsWriter() {
-  // Still open when the sweep never ended (an exception on the way): closing writes what
-  // HDF5 caches. One line if that fails, not one per dataset.
-  Impl& d = *impl_;
-  if (!d.file.valid()) return;
-  h5::silenceErrors();
-  const h5::Cause failed = d.closeAll();
+  const h5::Cause failed = closeAll();
   if (!failed.text.empty()) {
-    std::fprintf(stderr, "lrfind: warning: closing %s failed: %s\n", d.current.c_str(), failed.text.c_str());
+    std::fprintf(stderr, "lrfind: warning: closing %s failed: %s\n", current.c_str(), failed.text.c_str());
   }
 }
 
-const std::string& ResultsWriter::currentPath() const { return impl_->current; }
-
-void ResultsWriter::onStart(const finder::SweepOptions& options, int world_size) {
-  impl_->guarded([&] { impl_->start(options, world_size); });
+void ResultsFile::moveIntoPlace() {
+  std::error_code ec;
+  fs::rename(current, path, ec);
+  if (ec) throw IoError(concat("--out ", path, ": cannot move ", current, " into place: ", ec.message()));
+  current = path;
 }
 
-void ResultsWriter::Impl::start(const finder::SweepOptions& options, int world_size) {
-  Impl& d = *this;
-  d.world = world_size;
-  const hid_t f = d.file.get();
-  d.series.clear();
-  for (const char* name : kSeries) d.series.push_back(createSeries(f, name, 0));
-  d.series.push_back(createSeries(f, "loss_per_rank", static_cast<hsize_t>(d.world)));
+Slot* ResultsFile::findSlot(std::size_t key) {
+  const auto it = slots.find(key);
+  return it == slots.end() ? nullptr : &it->second;
+}
+
+Slot& ResultsFile::openSlot(std::size_t key, h5::Id group, std::string prefix, const finder::SweepOptions& options,
+                            const RunInfo& run, int world_size) {
+  Slot& slot = slots[key];
+  slot.group = std::move(group);
+  slot.loc = slot.group.valid() ? slot.group.get() : file.get();
+  slot.prefix = std::move(prefix);
+  slot.world = world_size;
+  const hid_t f = slot.loc;
+  slot.series.clear();
+  for (const char* name : kSeries) slot.series.push_back(createSeries(f, name, 0));
+  slot.series.push_back(createSeries(f, "loss_per_rank", static_cast<hsize_t>(slot.world)));
   h5::group(H5Gcreate2(f, "suggestions", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create group suggestions");
 
-  const RunInfo& run = d.info;
   writeAttr(f, "lrfind_version", std::string(LRFIND_VERSION));
   writeAttr(f, "min_lr", options.min_lr);
   writeAttr(f, "max_lr", options.max_lr);
   writeAttr(f, "num_training", options.num_training);
   writeAttr(f, "mode", std::string(finder::toString(options.mode)));
-  writeAttr(f, "early_stop_threshold",
-            options.early_stop_threshold.value_or(std::numeric_limits<double>::quiet_NaN()));
+  writeAttr(f, "early_stop_threshold", options.early_stop_threshold.value_or(kNaN));
   writeAttr(f, "beta", options.beta);
   writeAttr(f, "skip_begin", options.skip_begin);
   writeAttr(f, "skip_end", options.skip_end);
   writeAttr(f, "accumulate", options.accumulate);
   writeAttr(f, "suggest_method", std::string(finder::toString(options.suggest)));
-  writeAttr(f, "world_size", static_cast<int64_t>(d.world));
+  writeAttr(f, "world_size", static_cast<int64_t>(slot.world));
   writeAttr(f, "batch_size", run.batch_size);
   writeAttr(f, "global_batch_size", run.global_batch_size);
   writeAttr(f, "optimizer", run.optimizer);
@@ -339,76 +461,306 @@ void ResultsWriter::Impl::start(const finder::SweepOptions& options, int world_s
   writeAttr(f, "steps_completed", int64_t{0});
   writeAttr(f, "stop_reason", std::string(finder::toString(finder::StopReason::kRunning)));
   writeAttr(f, "complete", int64_t{0});
-  writeAttr(f, "suggested_lr", std::numeric_limits<double>::quiet_NaN());
-  d.steps_attr = h5::attribute(H5Aopen(f, "steps_completed", H5P_DEFAULT), "open attribute steps_completed");
-  d.flush();
+  writeAttr(f, "suggested_lr", kNaN);
+  slot.steps_attr = h5::attribute(H5Aopen(f, "steps_completed", H5P_DEFAULT), "open attribute steps_completed");
+  return slot;
 }
 
-void ResultsWriter::Impl::append(h5::Id& ds, const char* name, const double* row, hsize_t width) {
+void ResultsFile::appendRow(Slot& slot, h5::Id& ds, const char* name, const double* row, hsize_t width) {
   // Runs every step: no allocation, messages built only on failure.
   const int rank = width == 0 ? 1 : 2;
+  const hsize_t rows = slot.rows;
   hsize_t new_dims[2] = {rows + 1, width};
-  LRFIND_H5_CHECK(H5Dset_extent(ds.get(), new_dims), "extend dataset ", name, " in ", current);
+  LRFIND_H5_CHECK(H5Dset_extent(ds.get(), new_dims), "extend dataset ", slot.prefix, name, " in ", current);
   h5::Id file_space(H5Dget_space(ds.get()), H5Sclose);
-  LRFIND_H5_CHECK(file_space.get(), "dataspace of ", name, " in ", current);
+  LRFIND_H5_CHECK(file_space.get(), "dataspace of ", slot.prefix, name, " in ", current);
   hsize_t start[2] = {rows, 0};
   hsize_t count[2] = {1, std::max<hsize_t>(width, 1)};
   LRFIND_H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr),
-                  "select row of ", name);
+                  "select row of ", slot.prefix, name);
   h5::Id mem_space(H5Screate_simple(rank, count, nullptr), H5Sclose);
-  LRFIND_H5_CHECK(mem_space.get(), "memory dataspace for ", name);
+  LRFIND_H5_CHECK(mem_space.get(), "memory dataspace for ", slot.prefix, name);
   LRFIND_H5_CHECK(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, mem_space.get(), file_space.get(), H5P_DEFAULT, row),
-                  "write dataset ", name, " in ", current);
+                  "write dataset ", slot.prefix, name, " in ", current);
+}
+
+void ResultsFile::append(Slot& slot, const finder::StepRecord& r) {
+  LRFIND_CHECK(r.loss_per_rank.size() == static_cast<std::size_t>(slot.world), "step ", r.step, " of ",
+               slot.prefix.empty() ? std::string("the sweep") : slot.prefix, " has ", r.loss_per_rank.size(),
+               " losses per rank, the sweep has ", slot.world, " ranks");
+  const double values[] = {r.lr, r.loss, r.loss_raw, r.seconds};
+  for (std::size_t i = 0; i < std::size(kSeries); ++i) appendRow(slot, slot.series[i], kSeries[i], &values[i], 0);
+  appendRow(slot, slot.series.back(), "loss_per_rank", r.loss_per_rank.data(), static_cast<hsize_t>(slot.world));
+  ++slot.rows;
+  const auto steps = static_cast<int64_t>(slot.rows);
+  LRFIND_H5_CHECK(H5Awrite(slot.steps_attr.get(), H5T_NATIVE_INT64, &steps), "write ", slot.prefix,
+                  "steps_completed in ", current);
+}
+
+void ResultsFile::endSlot(Slot& slot, const finder::SweepResult& result) {
+  const hid_t f = slot.loc;
+  {
+    auto g = h5::group(H5Gopen2(f, "suggestions", H5P_DEFAULT), "open group suggestions");
+    for (const auto& s : result.suggestions) {
+      const std::string m = finder::toString(s.method);
+      writeAttr(g.get(), (m + "_lr").c_str(), s.found ? s.lr : kNaN);
+      writeAttr(g.get(), (m + "_index").c_str(), s.found ? s.index : int64_t{-1});
+    }
+  }
+  // An error, an interruption or a timeout leaves complete=0.
+  const bool ended = finder::endedNormally(result.stop_reason);
+  writeAttr(f, "suggested_lr", suggestedLr(result, result.method));
+  writeAttr(f, "steps_completed", result.stepsCompleted());
+  writeAttr(f, "stop_reason", std::string(finder::toString(result.stop_reason)));
+  if (!result.error.empty()) writeAttr(f, "error", result.error);
+  writeAttr(f, "complete", int64_t{ended ? 1 : 0});
+}
+
+void ResultsFile::closeSlot(std::size_t key) {
+  const auto it = slots.find(key);
+  if (it == slots.end()) return;
+  h5::Cause failed = it->second.close();
+  slots.erase(it);
+  if (!failed.text.empty()) throw h5::Failure(concat("close sweep ", key, " in ", current), std::move(failed));
+}
+
+}  // namespace
+
+struct ResultsWriter::Impl : ResultsFile {
+  RunInfo info;
+  static constexpr std::size_t kSweep = 0;  // the one slot, at the root
+};
+
+ResultsWriter::ResultsWriter(std::string path, const RunInfo& info) : impl_(std::make_unique<Impl>()) {
+  impl_->info = info;
+  impl_->create(std::move(path), true);
+}
+
+ResultsWriter::~ResultsWriter() { impl_->closeQuietly(); }
+
+const std::string& ResultsWriter::currentPath() const { return impl_->current; }
+
+void ResultsWriter::onStart(const finder::SweepOptions& options, int world_size) {
+  Impl& d = *impl_;
+  d.guarded([&] {
+    d.openSlot(Impl::kSweep, h5::Id(), "", options, d.info, world_size);
+    d.flush();
+  });
 }
 
 void ResultsWriter::onStep(const finder::StepRecord& r) {
   Impl& d = *impl_;
   d.guarded([&] {
-    const double values[] = {r.lr, r.loss, r.loss_raw, r.seconds};
-    for (std::size_t i = 0; i < std::size(kSeries); ++i) d.append(d.series[i], kSeries[i], &values[i], 0);
-    d.append(d.series.back(), "loss_per_rank", r.loss_per_rank.data(), static_cast<hsize_t>(d.world));
-    ++d.rows;
-    const auto steps = static_cast<int64_t>(d.rows);
-    LRFIND_H5_CHECK(H5Awrite(d.steps_attr.get(), H5T_NATIVE_INT64, &steps), "write steps_completed in ", d.current);
+    Slot* slot = d.findSlot(Impl::kSweep);
+    LRFIND_CHECK(slot != nullptr, "onStep before onStart");
+    d.append(*slot, r);
     d.flush();
   });
 }
 
 void ResultsWriter::onEnd(const finder::SweepResult& result) {
   Impl& d = *impl_;
-  bool ended = false;
-  d.guarded([&] { ended = d.finish(result); });
-  if (ended) {
-    std::error_code ec;
-    fs::rename(d.current, d.path, ec);
-    if (ec) throw IoError(concat("--out ", d.path, ": cannot move ", d.current, " into place: ", ec.message()));
-    d.current = d.path;
+  d.guarded([&] {
+    Slot* slot = d.findSlot(Impl::kSweep);
+    LRFIND_CHECK(slot != nullptr, "onEnd before onStart");
+    d.endSlot(*slot, result);
+    d.flush();
+    h5::Cause failed = d.closeAll();
+    if (!failed.text.empty()) throw h5::Failure(concat("close ", d.current), std::move(failed));
+  });
+  // An error, an interruption or a timeout leaves <out>.partial.
+  if (finder::endedNormally(result.stop_reason)) d.moveIntoPlace();
+}
+
+struct GridResultsWriter::Impl : ResultsFile {
+  GridFileInfo info;
+  std::size_t num_sweeps = 0;
+  bool finished = false;
+
+  std::string sweepName(std::size_t index) const { return concat("/sweeps/", index); }
+  Slot& start(const GridSweep& sweep);
+  void writeSummary(const std::vector<GridSweep>& sweeps, const GridSummary& summary);
+};
+
+GridResultsWriter::GridResultsWriter(std::string path, const GridFileInfo& info) : impl_(std::make_unique<Impl>()) {
+  Impl& d = *impl_;
+  d.info = info;
+  d.num_sweeps = gridSize(info.axes);
+  d.create(std::move(path), false);
+  d.guarded([&] {
+    const hid_t f = d.file.get();
+    std::vector<std::string> names;
+    for (const auto& axis : info.axes) names.push_back(axis.name);
+    writeAttr(f, "lrfind_version", std::string(LRFIND_VERSION));
+    writeAttr(f, "grid_axes", names);
+    writeAttr(f, "num_sweeps", static_cast<int64_t>(d.num_sweeps));
+    writeAttr(f, "world_size", static_cast<int64_t>(info.world_size));
+    writeAttr(f, "ranks_per_sweep", static_cast<int64_t>(info.ranks_per_sweep));
+    writeAttr(f, "groups", static_cast<int64_t>(info.groups));
+    if (!info.config.empty()) writeAttr(f, "config", info.config);
+    writeAttr(f, "complete", int64_t{0});
+    writeAttr(f, "stop_reason", std::string(finder::toString(finder::StopReason::kRunning)));
+    h5::group(H5Gcreate2(f, "sweeps", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create group sweeps");
+    d.flush();
+  });
+}
+
+GridResultsWriter::~GridResultsWriter() { impl_->closeQuietly(); }
+
+const std::string& GridResultsWriter::currentPath() const { return impl_->current; }
+
+Slot& GridResultsWriter::Impl::start(const GridSweep& sweep) {
+  LRFIND_CHECK(!finished, "startSweep after finish");
+  LRFIND_CHECK(sweep.index < num_sweeps, "sweep ", sweep.index, " is not in a grid of ", num_sweeps);
+  const std::string name = sweepName(sweep.index);
+  const htri_t there = H5Lexists(file.get(), name.c_str(), H5P_DEFAULT);
+  LRFIND_H5_CHECK(there, "look up ", name, " in ", current);
+  LRFIND_CHECK(there == 0, "sweep ", sweep.index, " started twice");
+  auto group = h5::group(H5Gcreate2(file.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                         concat("create group ", name));
+  Slot& slot = openSlot(sweep.index, std::move(group), name + "/", sweep.options, sweep.info, sweep.result.world_size);
+  for (const auto& [axis, value] : sweep.values) writeAttr(slot.loc, ("grid_" + axis).c_str(), value);
+  writeAttr(slot.loc, "group", static_cast<int64_t>(sweep.group));
+  writeAttr(slot.loc, "started_at", sweep.started_at);
+  return slot;
+}
+
+void GridResultsWriter::startSweep(const GridSweep& sweep) {
+  Impl& d = *impl_;
+  d.guarded([&] {
+    d.start(sweep);
+    d.flush();
+  });
+}
+
+void GridResultsWriter::step(std::size_t index, const finder::StepRecord& record) {
+  Impl& d = *impl_;
+  d.guarded([&] {
+    Slot* slot = d.findSlot(index);
+    LRFIND_CHECK(slot != nullptr, "step of sweep ", index, ", which is not running");
+    d.append(*slot, record);
+    d.flush();
+  });
+}
+
+void GridResultsWriter::endSweep(const GridSweep& sweep) {
+  Impl& d = *impl_;
+  d.guarded([&] {
+    Slot* slot = d.findSlot(sweep.index);
+    if (slot == nullptr) {
+      const std::string name = d.sweepName(sweep.index);
+      LRFIND_CHECK(!exists(d.file.get(), name.c_str()), "sweep ", sweep.index, " ended twice");
+      // A sweep that failed before it started is recorded all the same.
+      slot = &d.start(sweep);
+    }
+    writeAttr(slot->loc, "ended_at", sweep.ended_at);
+    d.endSlot(*slot, sweep.result);
+    d.flush();
+    d.closeSlot(sweep.index);
+  });
+}
+
+void GridResultsWriter::Impl::writeSummary(const std::vector<GridSweep>& given, const GridSummary& summary) {
+  std::vector<const GridSweep*> sweeps;
+  for (const auto& s : given) sweeps.push_back(&s);
+  std::stable_sort(sweeps.begin(), sweeps.end(),
+                   [](const GridSweep* a, const GridSweep* b) { return a->index < b->index; });
+  auto g = h5::group(H5Gcreate2(file.get(), "summary", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create group summary");
+  const hid_t loc = g.get();
+  auto ints = [&](const char* name, auto of) {
+    std::vector<int64_t> column;
+    for (const GridSweep* s : sweeps) column.push_back(static_cast<int64_t>(of(*s)));
+    writeColumn(loc, name, column);
+  };
+  auto doubles = [&](const char* name, auto of) {
+    std::vector<double> column;
+    for (const GridSweep* s : sweeps) column.push_back(of(*s));
+    writeColumn(loc, name, column);
+  };
+  auto strings = [&](const char* name, auto of) {
+    std::vector<std::string> column;
+    for (const GridSweep* s : sweeps) column.push_back(of(*s));
+    writeColumn(loc, name, column);
+  };
+  ints("index", [](const GridSweep& s) { return s.index; });
+  for (const auto& axis : info.axes) {
+    strings(axis.name.c_str(), [&](const GridSweep& s) {
+      for (const auto& [name, value] : s.values) {
+        if (name == axis.name) return value;
+      }
+      return std::string();
+    });
+  }
+  doubles("suggested_lr", [](const GridSweep& s) { return suggestedLr(s.result, s.result.method); });
+  for (const finder::SuggestMethod m : finder::allSuggestMethods()) {
+    doubles(concat(finder::toString(m), "_lr").c_str(), [&](const GridSweep& s) { return suggestedLr(s.result, m); });
+  }
+  strings("stop_reason", [](const GridSweep& s) { return std::string(finder::toString(s.result.stop_reason)); });
+  ints("steps_completed", [](const GridSweep& s) { return s.result.stepsCompleted(); });
+  ints("group", [](const GridSweep& s) { return s.group; });
+  ints("global_batch_size", [](const GridSweep& s) { return s.info.global_batch_size; });
+  doubles("started_at", [](const GridSweep& s) { return s.started_at; });
+  doubles("ended_at", [](const GridSweep& s) { return s.ended_at; });
+
+  if (!summary.seed_groups.empty()) {
+    auto parent = h5::group(H5Gcreate2(loc, "seed_groups", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                            "create group summary/seed_groups");
+    for (std::size_t k = 0; k < summary.seed_groups.size(); ++k) {
+      const SeedGroup& sg = summary.seed_groups[k];
+      const std::string name = std::to_string(k);
+      auto sub = h5::group(H5Gcreate2(parent.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                           concat("create group summary/seed_groups/", name));
+      const hid_t at = sub.get();
+      writeAttr(at, "label", sg.label);
+      writeAttr(at, "median_lr", sg.median_lr);
+      writeAttr(at, "log10_lr_min", sg.log10_min);
+      writeAttr(at, "log10_lr_max", sg.log10_max);
+      writeAttr(at, "log10_lr_iqr", sg.log10_iqr);
+      writeAttr(at, "found", static_cast<int64_t>(sg.found));
+      writeColumn(at, "sweeps", sg.sweeps);
+      writeColumn(at, "lr", sg.lr);
+      writeColumn(at, "loss_min", sg.loss_min);
+      writeColumn(at, "loss_max", sg.loss_max);
+      writeColumn(at, "loss_median", sg.loss_median);
+    }
+  }
+  if (!summary.batch_fits.empty()) {
+    auto parent = h5::group(H5Gcreate2(loc, "batch_scaling", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                            "create group summary/batch_scaling");
+    for (std::size_t k = 0; k < summary.batch_fits.size(); ++k) {
+      const BatchFit& fit = summary.batch_fits[k];
+      const std::string name = std::to_string(k);
+      auto sub = h5::group(H5Gcreate2(parent.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                           concat("create group summary/batch_scaling/", name));
+      const hid_t at = sub.get();
+      writeAttr(at, "label", fit.label);
+      writeAttr(at, "alpha", fit.alpha);
+      writeAttr(at, "intercept", fit.intercept);
+      writeAttr(at, "residual", fit.residual);
+      writeColumn(at, "sweeps", fit.sweeps);
+      writeColumn(at, "batch", fit.batch);
+      writeColumn(at, "lr", fit.lr);
+    }
   }
 }
 
-bool ResultsWriter::Impl::finish(const finder::SweepResult& result) {
-  Impl& d = *this;
-  const hid_t f = d.file.get();
-  {
-    auto g = h5::group(H5Gopen2(f, "suggestions", H5P_DEFAULT), "open group suggestions");
-    for (const auto& s : result.suggestions) {
-      const std::string m = finder::toString(s.method);
-      writeAttr(g.get(), (m + "_lr").c_str(), s.found ? s.lr : std::numeric_limits<double>::quiet_NaN());
-      writeAttr(g.get(), (m + "_index").c_str(), s.found ? s.index : int64_t{-1});
-    }
-  }
-  // An error, an interruption or a timeout leaves <out>.partial, marked complete=0.
-  const bool ended = finder::endedNormally(result.stop_reason);
-  const auto& chosen = result.suggestion();
-  writeAttr(f, "suggested_lr", chosen.found ? chosen.lr : std::numeric_limits<double>::quiet_NaN());
-  writeAttr(f, "steps_completed", result.stepsCompleted());
-  writeAttr(f, "stop_reason", std::string(finder::toString(result.stop_reason)));
-  if (!result.error.empty()) writeAttr(f, "error", result.error);
-  writeAttr(f, "complete", int64_t{ended ? 1 : 0});
-  d.flush();
-  h5::Cause failed = d.closeAll();
-  if (!failed.text.empty()) throw h5::Failure(concat("close ", d.current), std::move(failed));
-  return ended;
+void GridResultsWriter::finish(const std::vector<GridSweep>& sweeps, const GridSummary& summary,
+                               finder::StopReason stop, const std::string& error) {
+  Impl& d = *impl_;
+  const bool complete = stop == finder::StopReason::kCompleted;
+  d.guarded([&] {
+    LRFIND_CHECK(!d.finished, "finish called twice");
+    d.writeSummary(sweeps, summary);
+    const hid_t f = d.file.get();
+    writeAttr(f, "stop_reason", std::string(finder::toString(stop)));
+    if (!error.empty()) writeAttr(f, "error", error);
+    writeAttr(f, "complete", int64_t{complete ? 1 : 0});
+    d.flush();
+    d.finished = true;
+    h5::Cause failed = d.closeAll();
+    if (!failed.text.empty()) throw h5::Failure(concat("close ", d.current), std::move(failed));
+  });
+  if (complete) d.moveIntoPlace();
 }
 
 namespace {
@@ -427,10 +779,49 @@ std::vector<double> readSeries(hid_t file, const char* name, hsize_t* width) {
   return out;
 }
 
+// Variable-length strings as HDF5 returns them, copied and freed.
+std::vector<std::string> takeStrings(std::vector<char*>& raw) {
+  std::vector<std::string> out;
+  for (char* text : raw) {
+    out.emplace_back(text != nullptr ? text : "");
+    H5free_memory(text);
+  }
+  return out;
+}
+
+std::vector<std::string> readStringColumn(hid_t loc, const char* name) {
+  auto ds = h5::dataset(H5Dopen2(loc, name, H5P_DEFAULT), concat("open dataset ", name));
+  auto space = h5::dataspace(H5Dget_space(ds.get()), name);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  h5::check(static_cast<herr_t>(n < 0 ? -1 : 0), concat("dataspace of ", name));
+  std::vector<char*> raw(static_cast<std::size_t>(n), nullptr);
+  if (n > 0) {
+    auto mem = stringType();
+    h5::check(H5Dread(ds.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), concat("read dataset ", name));
+  }
+  return takeStrings(raw);
+}
+
+std::vector<std::string> readStringsAttr(hid_t obj, const char* name) {
+  auto attr = h5::attribute(H5Aopen(obj, name, H5P_DEFAULT), name);
+  auto space = h5::dataspace(H5Aget_space(attr.get()), name);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  h5::check(static_cast<herr_t>(n < 0 ? -1 : 0), concat("dataspace of ", name));
+  std::vector<char*> raw(static_cast<std::size_t>(n), nullptr);
+  if (n > 0) {
+    auto mem = stringType();
+    h5::check(H5Aread(attr.get(), mem.get(), raw.data()), concat("read attribute ", name));
+  }
+  return takeStrings(raw);
+}
+
 using AttrMaps = std::pair<std::map<std::string, double>*, std::map<std::string, std::string>*>;
 
+// A scalar attribute into the maps; arrays (grid_axes) are read by name instead.
 void readAttr(hid_t obj, const char* name, AttrMaps* out) {
   auto attr = h5::attribute(H5Aopen(obj, name, H5P_DEFAULT), name);
+  auto space = h5::dataspace(H5Aget_space(attr.get()), name);
+  if (H5Sget_simple_extent_type(space.get()) != H5S_SCALAR) return;
   auto type = h5::datatype(H5Aget_type(attr.get()), name);
   if (H5Tget_class(type.get()) == H5T_STRING) {
     if (out->second == nullptr) return;
@@ -456,26 +847,116 @@ herr_t collectAttr(hid_t obj, const char* name, const H5A_info_t*, void* data) n
   }
 }
 
-}  // namespace
+void readAttrs(hid_t obj, std::map<std::string, double>* numbers, std::map<std::string, std::string>* strings,
+               const std::string& what) {
+  AttrMaps maps(numbers, strings);
+  h5::check(H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_INC, nullptr, collectAttr, &maps), concat("attributes of ", what));
+}
 
-ResultsData readResults(const std::string& path) {
-  h5::silenceErrors();
-  auto file = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), concat("open ", path));
+// The names of the links in group `g`, in name order.
+std::vector<std::string> linkNames(hid_t g, const std::string& what) {
+  H5G_info_t info{};
+  h5::check(H5Gget_info(g, &info), concat("list ", what));
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t size = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    h5::check(static_cast<herr_t>(size < 0 ? -1 : 0), concat("list ", what));
+    std::string name(static_cast<std::size_t>(size) + 1, '\0');
+    h5::check(static_cast<herr_t>(
+                  H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT) < 0
+                      ? -1
+                      : 0),
+              concat("list ", what));
+    name.resize(static_cast<std::size_t>(size));
+    names.push_back(std::move(name));
+  }
+  return names;
+}
+
+H5I_type_t objectType(hid_t loc, const std::string& name) {
+  h5::Id object(h5::checkId(H5Oopen(loc, name.c_str(), H5P_DEFAULT), concat("open ", name)), H5Oclose);
+  return H5Iget_type(object.get());
+}
+
+bool isStringDataset(hid_t loc, const std::string& name) {
+  auto ds = h5::dataset(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), concat("open dataset ", name));
+  auto type = h5::datatype(H5Dget_type(ds.get()), name);
+  return H5Tget_class(type.get()) == H5T_STRING;
+}
+
+ResultsData readSweep(hid_t loc, const std::string& where) {
   ResultsData d;
-  d.lr = readSeries(file.get(), "lr", nullptr);
-  d.loss = readSeries(file.get(), "loss", nullptr);
-  d.loss_raw = readSeries(file.get(), "loss_raw", nullptr);
-  d.step_seconds = readSeries(file.get(), "step_seconds", nullptr);
+  d.lr = readSeries(loc, "lr", nullptr);
+  d.loss = readSeries(loc, "loss", nullptr);
+  d.loss_raw = readSeries(loc, "loss_raw", nullptr);
+  d.step_seconds = readSeries(loc, "step_seconds", nullptr);
   hsize_t width = 1;
-  const auto flat = readSeries(file.get(), "loss_per_rank", &width);
+  const auto flat = readSeries(loc, "loss_per_rank", &width);
   for (std::size_t i = 0; i + width <= flat.size(); i += width) {
     d.loss_per_rank.emplace_back(flat.begin() + i, flat.begin() + i + width);
   }
-  AttrMaps root(&d.numbers, &d.strings);
-  h5::check(H5Aiterate2(file.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collectAttr, &root), "attributes");
-  auto g = h5::group(H5Gopen2(file.get(), "suggestions", H5P_DEFAULT), "open group suggestions");
-  AttrMaps sug(&d.suggestions, nullptr);
-  h5::check(H5Aiterate2(g.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collectAttr, &sug), "suggestions");
+  readAttrs(loc, &d.numbers, &d.strings, where);
+  auto g = h5::group(H5Gopen2(loc, "suggestions", H5P_DEFAULT), "open group suggestions");
+  readAttrs(g.get(), &d.suggestions, nullptr, "suggestions");
+  return d;
+}
+
+// /summary/<parent>/0, 1, ...: their attributes and datasets.
+std::vector<GridResultsData::Sub> readSubs(hid_t summary, const char* parent) {
+  std::vector<GridResultsData::Sub> subs;
+  if (!exists(summary, parent)) return subs;
+  auto p = h5::group(H5Gopen2(summary, parent, H5P_DEFAULT), concat("open group summary/", parent));
+  for (std::size_t k = 0; exists(p.get(), std::to_string(k).c_str()); ++k) {
+    const std::string where = concat("summary/", parent, "/", k);
+    auto g = h5::group(H5Gopen2(p.get(), std::to_string(k).c_str(), H5P_DEFAULT), concat("open group ", where));
+    GridResultsData::Sub sub;
+    readAttrs(g.get(), &sub.numbers, &sub.strings, where);
+    for (const auto& name : linkNames(g.get(), where)) {
+      if (objectType(g.get(), name) == H5I_DATASET) sub.series[name] = readSeries(g.get(), name.c_str(), nullptr);
+    }
+    subs.push_back(std::move(sub));
+  }
+  return subs;
+}
+
+}  // namespace
+
+ResultsData readResults(const std::string& path, const std::string& group) {
+  h5::silenceErrors();
+  auto file = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), concat("open ", path));
+  auto g = h5::group(H5Gopen2(file.get(), group.c_str(), H5P_DEFAULT), concat("open group ", group, " in ", path));
+  return readSweep(g.get(), group);
+}
+
+GridResultsData readGridResults(const std::string& path) {
+  h5::silenceErrors();
+  auto file = h5::file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), concat("open ", path));
+  const hid_t f = file.get();
+  GridResultsData d;
+  readAttrs(f, &d.numbers, &d.strings, "/");
+  if (H5Aexists(f, "grid_axes") > 0) d.axes = readStringsAttr(f, "grid_axes");
+  if (exists(f, "sweeps")) {
+    auto sweeps = h5::group(H5Gopen2(f, "sweeps", H5P_DEFAULT), concat("open group /sweeps in ", path));
+    for (const auto& name : linkNames(sweeps.get(), "/sweeps")) {
+      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+      auto g = h5::group(H5Gopen2(sweeps.get(), name.c_str(), H5P_DEFAULT), concat("open group /sweeps/", name));
+      d.sweeps[std::stoul(name)] = readSweep(g.get(), "/sweeps/" + name);
+    }
+  }
+  if (exists(f, "summary")) {
+    auto summary = h5::group(H5Gopen2(f, "summary", H5P_DEFAULT), concat("open group /summary in ", path));
+    const hid_t s = summary.get();
+    for (const auto& name : linkNames(s, "/summary")) {
+      if (objectType(s, name) != H5I_DATASET) continue;
+      if (isStringDataset(s, name)) {
+        d.summary_strings[name] = readStringColumn(s, name.c_str());
+      } else {
+        d.summary_numbers[name] = readSeries(s, name.c_str(), nullptr);
+      }
+    }
+    d.seed_groups = readSubs(s, "seed_groups");
+    d.batch_scaling = readSubs(s, "batch_scaling");
+  }
   return d;
 }
 

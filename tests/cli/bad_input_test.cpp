@@ -117,6 +117,9 @@ std::vector<BadCase> makeBadInputs(const TempDir& dir) {
       {"--ranks-per-sweep 2", "--ranks-per-sweep applies to a --grid"},
       {"--grid seed=0,1 --ranks-per-sweep 0", "--ranks-per-sweep must be >= 1"},
       {"--grid seed=0,1 --ranks-per-sweep 3", "--ranks-per-sweep 3 must divide the"},
+      // A sweep's own flags, checked for every sweep before any runs, naming it.
+      {"--nesterov --grid momentum=0.9,0", "--grid sweep 1 (momentum=0): --nesterov needs --momentum > 0"},
+      {"--max-lr 1 --grid min-lr=1e-3,2", "--grid sweep 1 (min-lr=2): --max-lr must be greater than --min-lr"},
       {"--loss mse", "--loss mse needs float targets"},
       // Outputs.
       {"--out no/such/dir/r.h5", "--out no/such/dir/r.h5"},

@@ -1,0 +1,428 @@
+#include "runtime/grid_run.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+#include "common/error.h"
+#include "comm/wait.h"
+#include "finder/suggest.h"
+#include "runtime/app.h"
+#include "runtime/async_observer.h"
+#include "runtime/format.h"
+#include "runtime/results.h"
+
+namespace lrfind::runtime {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds(std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000; }
+
+enum class Kind : uint8_t { kStart = 1, kStep, kEnd, kFailed, kDone, kAbort, kKeepAlive, kFinish };
+
+// A message's bytes: its Kind, then fields in a fixed order (native byte order: every
+// rank of a job runs the same binary on the same kind of machine).
+class Writer {
+ public:
+  explicit Writer(Kind kind) { put(kind); }
+  template <typename T>
+  Writer& put(const T& value) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    bytes_.append(reinterpret_cast<const char*>(&value), sizeof(T));
+    return *this;
+  }
+  Writer& put(const std::string& text) {
+    put(static_cast<uint64_t>(text.size()));
+    bytes_ += text;
+    return *this;
+  }
+  Writer& put(const std::vector<double>& values) {
+    put(static_cast<uint64_t>(values.size()));
+    for (const double v : values) put(v);
+    return *this;
+  }
+  std::string take() { return std::move(bytes_); }
+
+ private:
+  std::string bytes_;
+};
+
+class Reader {
+ public:
+  explicit Reader(const std::string& bytes) : bytes_(bytes) {}
+  template <typename T>
+  T get() {
+    static_assert(std::is_trivially_copyable_v<T>);
+    need(sizeof(T));
+    T value;
+    std::memcpy(&value, bytes_.data() + at_, sizeof(T));
+    at_ += sizeof(T);
+    return value;
+  }
+  std::string text() {
+    const auto n = static_cast<std::size_t>(get<uint64_t>());
+    need(n);
+    std::string s = bytes_.substr(at_, n);
+    at_ += n;
+    return s;
+  }
+  std::vector<double> doubles() {
+    std::vector<double> v(static_cast<std::size_t>(get<uint64_t>()));
+    for (double& x : v) x = get<double>();
+    return v;
+  }
+
+ private:
+  void need(std::size_t n) const {
+    LRFIND_CHECK(at_ + n <= bytes_.size(), "grid message cut short (", bytes_.size(), " bytes)");
+  }
+  const std::string& bytes_;
+  std::size_t at_ = 0;
+};
+
+std::string encodeStart(const GridSweep& s) {
+  const RunInfo& i = s.info;
+  Writer w(Kind::kStart);
+  w.put(static_cast<uint64_t>(s.index)).put(static_cast<int32_t>(s.group)).put(s.started_at);
+  w.put(i.model).put(i.data).put(i.optimizer).put(i.loss_fn).put(i.device);
+  w.put(i.batch_size).put(i.global_batch_size).put(i.seed).put(static_cast<int32_t>(i.world_size));
+  return w.take();
+}
+
+std::string encodeStep(std::size_t index, const finder::StepRecord& r) {
+  Writer w(Kind::kStep);
+  w.put(static_cast<uint64_t>(index)).put(r.step).put(r.lr).put(r.loss_raw).put(r.loss).put(r.seconds);
+  w.put(r.loss_per_rank);
+  return w.take();
+}
+
+std::string encodeEnd(std::size_t index, finder::StopReason reason, const std::string& error, double ended_at) {
+  Writer w(Kind::kEnd);
+  w.put(static_cast<uint64_t>(index)).put(static_cast<int32_t>(reason)).put(error).put(ended_at);
+  return w.take();
+}
+
+std::string encodeFailed(std::size_t index, const std::string& text, int exit_code) {
+  Writer w(Kind::kFailed);
+  w.put(static_cast<uint64_t>(index)).put(text).put(static_cast<int32_t>(exit_code));
+  return w.take();
+}
+
+// The group leader's share of a sweep observer: steps and the end.
+class ReportingObserver final : public finder::SweepObserver {
+ public:
+  ReportingObserver(GridReporter& reporter, std::size_t index) : reporter_(reporter), index_(index) {}
+  void onStep(const finder::StepRecord& record) override { reporter_.step(index_, record); }
+  void onEnd(const finder::SweepResult& result) override {
+    reporter_.end(index_, result.stop_reason, result.error);
+  }
+
+ private:
+  GridReporter& reporter_;
+  std::size_t index_;
+};
+
+class MailboxReporter final : public GridReporter {
+ public:
+  explicit MailboxReporter(comm::Mailbox& mailbox) : mailbox_(mailbox) {}
+  void start(const GridSweep& sweep) override { mailbox_.send(0, encodeStart(sweep)); }
+  void step(std::size_t index, const finder::StepRecord& record) override {
+    mailbox_.send(0, encodeStep(index, record));
+  }
+  void end(std::size_t index, finder::StopReason reason, const std::string& error) override {
+    mailbox_.send(0, encodeEnd(index, reason, error, wallClockNow()));
+  }
+  void failed(std::size_t index, const std::string& text, int exit_code) override {
+    mailbox_.send(0, encodeFailed(index, text, exit_code));
+  }
+  void done() override { mailbox_.send(0, Writer(Kind::kDone).take()); }
+  bool aborted(std::string* why) override {
+    while (auto m = mailbox_.receive()) {
+      Reader r(m->bytes);
+      const auto kind = r.get<Kind>();
+      if (kind == Kind::kAbort && why_.empty()) why_ = r.text();
+      // A keep-alive cannot come before kDone; nothing else comes to a leader.
+    }
+    if (!why_.empty() && why != nullptr) *why = why_;
+    return !why_.empty();
+  }
+
+ private:
+  comm::Mailbox& mailbox_;
+  std::string why_;
+};
+
+}  // namespace
+
+double wallClockNow() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::unique_ptr<finder::SweepObserver> sweepReporter(GridReporter& reporter, std::size_t index) {
+  return std::make_unique<ReportingObserver>(reporter, index);
+}
+
+std::unique_ptr<GridReporter> mailboxReporter(comm::Mailbox& mailbox) {
+  return std::make_unique<MailboxReporter>(mailbox);
+}
+
+// World rank 0's own group: straight into the collector.
+class GridCollector::Local final : public GridReporter {
+ public:
+  explicit Local(GridCollector& owner) : owner_(owner) {}
+  void start(const GridSweep& sweep) override { owner_.onStart(sweep); }
+  void step(std::size_t index, const finder::StepRecord& record) override { owner_.onStep(index, record); }
+  void end(std::size_t index, finder::StopReason reason, const std::string& error) override {
+    owner_.onEnd(index, reason, error, wallClockNow());
+  }
+  void failed(std::size_t index, const std::string& text, int exit_code) override {
+    owner_.onFailed(index, text, exit_code);
+  }
+  void done() override { owner_.onDone(0); }
+  bool aborted(std::string* why) override {
+    owner_.poll();
+    if (owner_.abort_sent_ && why != nullptr) *why = owner_.failure_.empty() ? "interrupted" : owner_.failure_;
+    return owner_.abort_sent_;
+  }
+
+ private:
+  GridCollector& owner_;
+};
+
+GridCollector::GridCollector(GridPlan plan, const std::string& out, comm::Mailbox* mailbox)
+    : plan_(std::move(plan)), mailbox_(mailbox) {
+  GridFileInfo info;
+  info.axes = plan_.axes;
+  info.world_size = plan_.world_size;
+  info.ranks_per_sweep = plan_.ranks_per_sweep;
+  info.groups = plan_.groups;
+  info.config = plan_.config;
+  writer_ = std::make_unique<GridResultsWriter>(out, info);
+  worker_ = std::make_unique<SerialWorker>();
+  local_ = std::make_unique<Local>(*this);
+  sweeps_.resize(plan_.points.size());
+  group_done_.assign(static_cast<std::size_t>(plan_.groups), false);
+  heard_.assign(static_cast<std::size_t>(plan_.groups), Clock::now());
+  last_keepalive_ = Clock::now();
+}
+
+GridCollector::~GridCollector() {
+  worker_.reset();  // the queued writes first, then the writer closes the file
+}
+
+GridReporter& GridCollector::localReporter() { return *local_; }
+
+std::string GridCollector::currentPath() const { return writer_->currentPath(); }
+
+std::string GridCollector::describeSweep(std::size_t index) const {
+  std::string text = concat("sweep ", index);
+  const auto& values = plan_.points[index].values;
+  for (std::size_t a = 0; a < values.size(); ++a) {
+    text += concat(a == 0 ? " (" : ", ", values[a].first, "=", values[a].second);
+  }
+  return values.empty() ? text : text + ")";
+}
+
+void GridCollector::onStart(const GridSweep& header) {
+  LRFIND_CHECK(header.index < sweeps_.size() && !sweeps_[header.index], "grid: sweep ", header.index,
+               " started twice or out of range");
+  auto sweep = std::make_unique<GridSweep>(header);
+  sweep->values = plan_.points[header.index].values;
+  sweep->options = plan_.options[header.index];
+  sweep->result.method = sweep->options.suggest;
+  sweep->result.world_size = sweep->info.world_size;
+  GridSweep copy = *sweep;
+  sweeps_[header.index] = std::move(sweep);
+  worker_->submit([this, copy = std::move(copy)] { writer_->startSweep(copy); });
+}
+
+void GridCollector::onStep(std::size_t index, const finder::StepRecord& r) {
+  LRFIND_CHECK(index < sweeps_.size() && sweeps_[index], "grid: a step of sweep ", index, " that never started");
+  finder::SweepResult& res = sweeps_[index]->result;
+  res.lr.push_back(r.lr);
+  res.loss.push_back(r.loss);
+  res.loss_raw.push_back(r.loss_raw);
+  res.loss_per_rank.push_back(r.loss_per_rank);
+  res.step_seconds.push_back(r.seconds);
+  worker_->submit([this, index, r] { writer_->step(index, r); });
+}
+
+void GridCollector::onEnd(std::size_t index, finder::StopReason reason, const std::string& error, double ended_at) {
+  LRFIND_CHECK(index < sweeps_.size() && sweeps_[index], "grid: the end of sweep ", index, " that never started");
+  GridSweep& s = *sweeps_[index];
+  s.ended_at = ended_at;
+  s.result.stop_reason = reason;
+  s.result.error = error;
+  s.result.suggestions = finder::suggestAll(
+      {s.result.lr, s.result.loss, s.options.mode, s.options.skip_begin, s.options.skip_end, flagName});
+  if (reason == finder::StopReason::kInterrupted) interrupted_ = true;
+  ++ended_;
+  const auto& chosen = s.result.suggestion();
+  const std::string group = plan_.groups > 1 ? concat(" on rank group ", s.group) : std::string();
+  std::fprintf(stderr, "lrfind_dist: %s%s: %s after %lld steps, suggested lr %s [%zu/%zu sweeps]\n",
+               describeSweep(index).c_str(), group.c_str(), finder::toString(reason),
+               static_cast<long long>(s.result.stepsCompleted()), chosen.found ? formatLr(chosen.lr).c_str() : "none",
+               ended_, plan_.points.size());
+  worker_->submit([this, copy = s] { writer_->endSweep(copy); });
+}
+
+void GridCollector::onFailed(std::size_t index, const std::string& text, int exit_code) {
+  if (failure_.empty()) {
+    // The text numbers ranks within the group (its sweep's communicator).
+    failure_ = plan_.groups > 1 ? concat(describeSweep(index), " on rank group ", plan_.group_of[index], ": ", text)
+                                : concat(describeSweep(index), ": ", text);
+    failure_code_ = exit_code;
+  }
+}
+
+void GridCollector::onDone(int group) { group_done_[static_cast<std::size_t>(group)] = true; }
+
+void GridCollector::handle(const comm::Message& m) {
+  const int group = m.source / plan_.ranks_per_sweep;
+  heard_[static_cast<std::size_t>(group)] = Clock::now();
+  Reader r(m.bytes);
+  switch (r.get<Kind>()) {
+    case Kind::kStart: {
+      GridSweep s;
+      s.index = static_cast<std::size_t>(r.get<uint64_t>());
+      s.group = r.get<int32_t>();
+      s.started_at = r.get<double>();
+      s.info.model = r.text();
+      s.info.data = r.text();
+      s.info.optimizer = r.text();
+      s.info.loss_fn = r.text();
+      s.info.device = r.text();
+      s.info.batch_size = r.get<int64_t>();
+      s.info.global_batch_size = r.get<int64_t>();
+      s.info.seed = r.get<int64_t>();
+      s.info.world_size = r.get<int32_t>();
+      onStart(s);
+      return;
+    }
+    case Kind::kStep: {
+      const auto index = static_cast<std::size_t>(r.get<uint64_t>());
+      finder::StepRecord rec;
+      rec.step = r.get<int64_t>();
+      rec.lr = r.get<double>();
+      rec.loss_raw = r.get<double>();
+      rec.loss = r.get<double>();
+      rec.seconds = r.get<double>();
+      rec.loss_per_rank = r.doubles();
+      onStep(index, rec);
+      return;
+    }
+    case Kind::kEnd: {
+      const auto index = static_cast<std::size_t>(r.get<uint64_t>());
+      const auto reason = static_cast<finder::StopReason>(r.get<int32_t>());
+      const std::string error = r.text();
+      onEnd(index, reason, error, r.get<double>());
+      return;
+    }
+    case Kind::kFailed: {
+      const auto index = static_cast<std::size_t>(r.get<uint64_t>());
+      const std::string text = r.text();
+      onFailed(index, text, r.get<int32_t>());
+      return;
+    }
+    case Kind::kDone:
+      onDone(group);
+      return;
+    default:
+      throw CommError(concat("grid: unexpected message from rank ", m.source));
+  }
+}
+
+void GridCollector::poll() {
+  if (mailbox_ == nullptr) return;
+  while (auto m = mailbox_->receive()) handle(*m);
+  if (!failure_.empty() || interrupted_) abort(failure_.empty() ? "a signal stopped a sweep" : failure_);
+  const auto now = Clock::now();
+  // The ranks of finished groups wait for kFinish; rank 0 tells them it is alive.
+  if (now - last_keepalive_ > plan_.timeout / 4) {
+    last_keepalive_ = now;
+    for (int g = 0; g < plan_.groups; ++g) {
+      if (!group_done_[static_cast<std::size_t>(g)]) continue;
+      for (int r = g * plan_.ranks_per_sweep; r < (g + 1) * plan_.ranks_per_sweep; ++r) {
+        if (r != 0) mailbox_->send(r, Writer(Kind::kKeepAlive).take());
+      }
+    }
+  }
+  for (int g = 1; g < plan_.groups; ++g) {
+    const auto silent = now - heard_[static_cast<std::size_t>(g)];
+    if (group_done_[static_cast<std::size_t>(g)] || silent <= plan_.timeout) continue;
+    const int leader = g * plan_.ranks_per_sweep;
+    throw comm::CommTimeout(concat("rank group ", g, " (leader ", comm::describeRanks({leader}, plan_.peer_names),
+                                   ") did not answer within ", seconds(plan_.timeout),
+                                   " s (--comm-timeout): a rank of it stalled or died"));
+  }
+}
+
+void GridCollector::abort(const std::string& why) {
+  if (abort_sent_ || mailbox_ == nullptr) return;
+  abort_sent_ = true;
+  for (int g = 1; g < plan_.groups; ++g) {
+    if (!group_done_[static_cast<std::size_t>(g)]) mailbox_->send(g * plan_.ranks_per_sweep, Writer(Kind::kAbort).put(why).take());
+  }
+}
+
+void GridCollector::waitForGroups() {
+  auto pause = std::chrono::microseconds(50);
+  for (;;) {
+    poll();
+    bool all = true;
+    for (const bool done : group_done_) all = all && done;
+    if (all) return;
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(5));
+  }
+}
+
+void GridCollector::releaseRanks(int exit_code) {
+  if (mailbox_ == nullptr) return;
+  for (int r = 1; r < plan_.world_size; ++r) mailbox_->send(r, Writer(Kind::kFinish).put(static_cast<int32_t>(exit_code)).take());
+  comm::WaitPolicy policy;
+  policy.timeout = plan_.timeout;
+  policy.timeout_option = "--comm-timeout";
+  mailbox_->flush(policy, "after the grid");
+}
+
+std::vector<GridSweep> GridCollector::finish(finder::StopReason stop, const std::string& error, GridSummary* summary) {
+  std::vector<GridSweep> done;
+  for (const auto& s : sweeps_) {
+    if (s) done.push_back(*s);
+  }
+  *summary = summarizeGrid(plan_.axes, done);
+  worker_->waitIdle();
+  worker_->rethrowFailure();
+  writer_->finish(done, *summary, stop, error);
+  return done;
+}
+
+int waitForRelease(comm::Mailbox& mailbox, std::chrono::milliseconds timeout, const std::string& rank0_name) {
+  auto heard = Clock::now();
+  auto pause = std::chrono::microseconds(50);
+  for (;;) {
+    while (auto m = mailbox.receive()) {
+      heard = Clock::now();
+      Reader r(m->bytes);
+      const auto kind = r.get<Kind>();
+      if (kind == Kind::kFinish) return r.get<int32_t>();
+      // kKeepAlive, or a kAbort that came after this group's last sweep: nothing to do.
+    }
+    const auto silent = Clock::now() - heard;
+    if (silent > timeout) {
+      throw comm::CommTimeout(concat("after this rank's sweeps: rank 0 (", rank0_name, ") did not answer within ",
+                                     seconds(timeout), " s (--comm-timeout): it stalled or died"));
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace lrfind::runtime
