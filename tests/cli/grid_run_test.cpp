@@ -237,10 +237,13 @@ TEST(GridCli, FailureInOneRankGroupEndsTheGridWithOneMessage) {
 TEST(GridCli, RankKilledMidGridLeavesTheFinishedSweeps) {
   TempDir dir;
   ::setenv("LRFIND_FAULT_INJECT", "1:55:kill", 1);  // rank 1's 2nd sweep, at its step 25
-  Job job(dir, std::string(kCommon) + "--grid seed=0,1,2,3 --ranks-per-sweep 1", mpirunBare(2));
+  // The full path in the flags: how processesMentioning() finds this test's ranks.
+  Job job(dir, std::string(kCommon) + "--grid seed=0,1,2,3 --ranks-per-sweep 1 --out '" + dir.file("lrfind.h5") + "'",
+          mpirunBare(2));
   ::unsetenv("LRFIND_FAULT_INJECT");
   ASSERT_TRUE(waitForSize(dir.file("lrfind.h5.partial"), 0)) << slurp(dir.file("stderr.txt"));
   const auto ranks = processesMentioning(dir.path().string());
+  ASSERT_GE(ranks.size(), 2u) << "both ranks run";
   const auto t0 = std::chrono::steady_clock::now();
   const auto code = job.wait(30.0 * timeScale());
   ASSERT_TRUE(code.has_value()) << "the launcher is still running 30 s after the kill";
@@ -263,10 +266,14 @@ TEST(GridCli, RankKilledMidGridLeavesTheFinishedSweeps) {
 TEST(GridCli, StalledRankGroupEndsTheJobWithinTheTimeout) {
   TempDir dir;
   ::setenv("LRFIND_FAULT_INJECT", "1:40:stall", 1);  // rank 1's 2nd sweep, at its step 10
-  Job job(dir, std::string(kCommon) + "--grid seed=0,1,2,3 --ranks-per-sweep 1 --comm-timeout 3", mpirunBare(2));
+  Job job(dir,
+          std::string(kCommon) + "--grid seed=0,1,2,3 --ranks-per-sweep 1 --comm-timeout 3 --out '" +
+              dir.file("lrfind.h5") + "'",
+          mpirunBare(2));
   ::unsetenv("LRFIND_FAULT_INJECT");
   ASSERT_TRUE(waitForSize(dir.file("lrfind.h5.partial"), 0)) << slurp(dir.file("stderr.txt"));
   const auto ranks = processesMentioning(dir.path().string());
+  ASSERT_GE(ranks.size(), 2u) << "both ranks run";
   const auto code = job.wait(30.0 * timeScale());
   ASSERT_TRUE(code.has_value()) << "the job is still running; stderr: " << slurp(dir.file("stderr.txt"));
   EXPECT_EQ(*code, 3) << slurp(dir.file("stderr.txt"));
