@@ -288,6 +288,26 @@ TEST(GridCli, StalledRankGroupEndsTheJobWithinTheTimeout) {
   EXPECT_EQ(g.sweeps.at(1).numbers.at("complete"), 1);
 }
 
+// SIGTERM (Slurm's notice) stops the running sweep after its step; the grid runs no more
+// sweeps, exits 128 + 15, and keeps what it did.
+TEST(GridCli, SigtermStopsTheGridAndKeepsItsSweeps) {
+  TempDir dir;
+  Job job(dir, "--num-training 500000 --early-stop-threshold none --max-lr 1e-3 --plot '' --grid seed=0,1 --out '" +
+                   dir.file("lrfind.h5") + "'");
+  ASSERT_TRUE(waitForSize(dir.file("lrfind.h5.partial"), 40000)) << slurp(dir.file("stderr.txt"));
+  ASSERT_EQ(::kill(job.pid(), SIGTERM), 0);
+  const auto code = job.wait(10.0 * timeScale());
+  ASSERT_TRUE(code.has_value()) << "still running 10 s after SIGTERM";
+  EXPECT_EQ(*code, 128 + SIGTERM);
+  EXPECT_NE(slurp(dir.file("stderr.txt")).find("lrfind_dist: interrupted"), std::string::npos);
+  const auto g = runtime::readGridResults(dir.file("lrfind.h5.partial"));
+  EXPECT_EQ(g.strings.at("stop_reason"), "interrupted");
+  EXPECT_EQ(g.numbers.at("complete"), 0);
+  ASSERT_EQ(g.sweeps.size(), 1u) << "sweep 1 never started";
+  EXPECT_EQ(g.sweeps.at(0).strings.at("stop_reason"), "interrupted");
+  EXPECT_GT(g.sweeps.at(0).lr.size(), 0u);
+}
+
 // --write-config writes the grid as a [grid] table, and --config of it runs the same
 // sweeps, bit for bit.
 TEST(GridCli, WrittenConfigRepeatsTheGridBitForBit) {
