@@ -211,4 +211,21 @@ inline bool allGone(const std::string& marker, std::set<pid_t> known, double sec
   }
 }
 
+// How a job that lost a rank ended: its exit code (nullopt if the launcher still ran
+// after `seconds`), and whether every process of it was gone within the same bound.
+struct JobEnd {
+  std::optional<int> code;
+  bool all_gone = false;
+};
+
+inline JobEnd waitForJobEnd(Job& job, const std::string& marker, const std::set<pid_t>& ranks, double seconds) {
+  const auto t0 = std::chrono::steady_clock::now();
+  JobEnd end;
+  end.code = job.wait(seconds);
+  if (!end.code) return end;
+  const double spent = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  end.all_gone = allGone(marker, ranks, std::max(1.0, seconds - spent));
+  return end;
+}
+
 }  // namespace lrfind::testing

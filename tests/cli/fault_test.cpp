@@ -82,12 +82,10 @@ void checkKilledRank(int np, bool from_outside) {
     ASSERT_GT(victim, 0);
     ASSERT_EQ(::kill(victim, SIGKILL), 0);
   }
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto code = job.wait(30.0 * timeScale());
-  ASSERT_TRUE(code.has_value()) << "the launcher is still running 30 s after the kill";
-  EXPECT_NE(*code, 0);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_TRUE(allGone(dir.path().string(), ranks, 30.0 * timeScale() - seconds)) << "a rank outlived the job";
+  const JobEnd end = waitForJobEnd(job, dir.path().string(), ranks, 30.0 * timeScale());
+  ASSERT_TRUE(end.code.has_value()) << "the launcher is still running 30 s after the kill";
+  EXPECT_NE(*end.code, 0);
+  EXPECT_TRUE(end.all_gone) << "a rank outlived the job";
   const auto d = runtime::readResults(dir.file("r.h5.partial"));
   EXPECT_EQ(d.numbers.at("complete"), 0);
   if (!from_outside) {

@@ -244,12 +244,10 @@ TEST(GridCli, RankKilledMidGridLeavesTheFinishedSweeps) {
   ASSERT_TRUE(waitForSize(dir.file("lrfind.h5.partial"), 0)) << slurp(dir.file("stderr.txt"));
   const auto ranks = processesMentioning(dir.path().string());
   ASSERT_GE(ranks.size(), 2u) << "both ranks run";
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto code = job.wait(30.0 * timeScale());
-  ASSERT_TRUE(code.has_value()) << "the launcher is still running 30 s after the kill";
-  EXPECT_NE(*code, 0);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_TRUE(allGone(dir.path().string(), ranks, 30.0 * timeScale() - seconds)) << "a rank outlived the job";
+  const JobEnd end = waitForJobEnd(job, dir.path().string(), ranks, 30.0 * timeScale());
+  ASSERT_TRUE(end.code.has_value()) << "the launcher is still running 30 s after the kill";
+  EXPECT_NE(*end.code, 0);
+  EXPECT_TRUE(end.all_gone) << "a rank outlived the job";
   const auto g = runtime::readGridResults(dir.file("lrfind.h5.partial"));
   EXPECT_EQ(g.numbers.at("complete"), 0);
   // Sweeps 0 (rank 0) and 1 (rank 1) ended 25 steps before the kill.
@@ -274,10 +272,10 @@ TEST(GridCli, StalledRankGroupEndsTheJobWithinTheTimeout) {
   ASSERT_TRUE(waitForSize(dir.file("lrfind.h5.partial"), 0)) << slurp(dir.file("stderr.txt"));
   const auto ranks = processesMentioning(dir.path().string());
   ASSERT_GE(ranks.size(), 2u) << "both ranks run";
-  const auto code = job.wait(30.0 * timeScale());
-  ASSERT_TRUE(code.has_value()) << "the job is still running; stderr: " << slurp(dir.file("stderr.txt"));
-  EXPECT_EQ(*code, 3) << slurp(dir.file("stderr.txt"));
-  EXPECT_TRUE(allGone(dir.path().string(), ranks, 15.0 * timeScale())) << "a rank outlived the job";
+  const JobEnd end = waitForJobEnd(job, dir.path().string(), ranks, 30.0 * timeScale());
+  ASSERT_TRUE(end.code.has_value()) << "the job is still running; stderr: " << slurp(dir.file("stderr.txt"));
+  EXPECT_EQ(*end.code, 3) << slurp(dir.file("stderr.txt"));
+  EXPECT_TRUE(end.all_gone) << "a rank outlived the job";
   const std::string err = slurp(dir.file("stderr.txt"));
   const auto errors = linesStartingWith(err, "lrfind_dist: error: ");
   ASSERT_EQ(errors.size(), 1u) << err;
