@@ -296,7 +296,9 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
                      "Values are split at every ',' (a betas pair b1,b2 goes in a [grid] table). Also a [grid] table "
                      "in --config, one line per axis: optimizer = [\"sgd\", \"adam\"]. Grid order: sweeps 0, 1, ... "
                      "are nested loops over the axes in the order given ([grid] table first, then --grid), the last "
-                     "axis varying fastest")
+                     "axis varying fastest. Results: one --out file, sweep i in /sweeps/<i>, a row per sweep in /summary, "
+                     "seed groups (median lr and its spread over seeds) with a seed axis, the fit lr* ~ B^alpha with a "
+                     "batch-size axis; the plot overlays every sweep (README \"Tuning grid\")")
       ->allow_extra_args(false)->configurable(false)->group(grid_group);
   app.add_option("--ranks-per-sweep", c.ranks_per_sweep,
                  concat("Ranks that run each sweep of a --grid together, data-parallel (>= 1). R must divide the "

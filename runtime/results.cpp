@@ -176,6 +176,21 @@ void writeColumn(hid_t loc, const char* name, const std::vector<std::string>& va
   writeColumn(loc, name, type.get(), type.get(), data.size(), data.data());
 }
 
+// /summary/<parent>/0, 1, ...: a group per item, filled by `write(group, item)`; no
+// <parent> when there are no items. readSubs reads them back.
+template <typename Item, typename Write>
+void writeSubs(hid_t summary, const char* parent, const std::vector<Item>& items, Write write) {
+  if (items.empty()) return;
+  auto p = h5::group(H5Gcreate2(summary, parent, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                     concat("create group summary/", parent));
+  for (std::size_t k = 0; k < items.size(); ++k) {
+    const std::string name = std::to_string(k);
+    auto sub = h5::group(H5Gcreate2(p.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                         concat("create group summary/", parent, "/", name));
+    write(sub.get(), items[k]);
+  }
+}
+
 // The suggestion of `method`, nullptr when it was not computed (a sweep cut short
 // before its suggestions).
 const finder::Suggestion* findSuggestion(const finder::SweepResult& result, finder::SuggestMethod method) {
@@ -188,6 +203,11 @@ const finder::Suggestion* findSuggestion(const finder::SweepResult& result, find
 double suggestedLr(const finder::SweepResult& result, finder::SuggestMethod method) {
   const finder::Suggestion* s = findSuggestion(result, method);
   return s != nullptr && s->found ? s->lr : kNaN;
+}
+
+// Of several closes, the first failure's cause: `next` when `first` has none yet.
+void keepFirst(h5::Cause& first, h5::Cause next) noexcept {
+  if (first.text.empty()) first = std::move(next);
 }
 
 // One sweep's part of a results file, under `loc`: the file root (ResultsWriter) or
@@ -206,13 +226,9 @@ struct Slot {
   // Closes the attribute, the datasets, then the group; the first failure's cause.
   h5::Cause close() noexcept {
     h5::Cause first = steps_attr.close();
-    for (auto& s : series) {
-      h5::Cause failed = s.close();
-      if (first.text.empty()) first = std::move(failed);
-    }
+    for (auto& s : series) keepFirst(first, s.close());
     series.clear();
-    h5::Cause failed = group.close();
-    if (first.text.empty()) first = std::move(failed);
+    keepFirst(first, group.close());
     return first;
   }
 };
@@ -391,13 +407,9 @@ void ResultsFile::abandon() noexcept {
 // text: all closed).
 h5::Cause ResultsFile::closeAll() noexcept {
   h5::Cause first;
-  for (auto& [key, slot] : slots) {
-    h5::Cause failed = slot.close();
-    if (first.text.empty()) first = std::move(failed);
-  }
+  for (auto& [key, slot] : slots) keepFirst(first, slot.close());
   slots.clear();
-  h5::Cause failed = file.close();
-  if (first.text.empty()) first = std::move(failed);
+  keepFirst(first, file.close());
   return first;
 }
 
@@ -529,6 +541,13 @@ void ResultsFile::closeSlot(std::size_t key) {
 struct ResultsWriter::Impl : ResultsFile {
   RunInfo info;
   static constexpr std::size_t kSweep = 0;  // the one slot, at the root
+
+  // The open sweep; `call` before onStart is the caller's bug.
+  Slot& sweep(const char* call) {
+    Slot* slot = findSlot(kSweep);
+    LRFIND_CHECK(slot != nullptr, call, " before onStart");
+    return *slot;
+  }
 };
 
 ResultsWriter::ResultsWriter(std::string path, const RunInfo& info) : impl_(std::make_unique<Impl>()) {
@@ -551,9 +570,7 @@ void ResultsWriter::onStart(const finder::SweepOptions& options, int world_size)
 void ResultsWriter::onStep(const finder::StepRecord& r) {
   Impl& d = *impl_;
   d.guarded([&] {
-    Slot* slot = d.findSlot(Impl::kSweep);
-    LRFIND_CHECK(slot != nullptr, "onStep before onStart");
-    d.append(*slot, r);
+    d.append(d.sweep("onStep"), r);
     d.flush();
   });
 }
@@ -561,9 +578,7 @@ void ResultsWriter::onStep(const finder::StepRecord& r) {
 void ResultsWriter::onEnd(const finder::SweepResult& result) {
   Impl& d = *impl_;
   d.guarded([&] {
-    Slot* slot = d.findSlot(Impl::kSweep);
-    LRFIND_CHECK(slot != nullptr, "onEnd before onStart");
-    d.endSlot(*slot, result);
+    d.endSlot(d.sweep("onEnd"), result);
     d.flush();
     h5::Cause failed = d.closeAll();
     if (!failed.text.empty()) throw h5::Failure(concat("close ", d.current), std::move(failed));
@@ -702,46 +717,28 @@ void GridResultsWriter::Impl::writeSummary(const std::vector<GridSweep>& given, 
   doubles("started_at", [](const GridSweep& s) { return s.started_at; });
   doubles("ended_at", [](const GridSweep& s) { return s.ended_at; });
 
-  if (!summary.seed_groups.empty()) {
-    auto parent = h5::group(H5Gcreate2(loc, "seed_groups", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                            "create group summary/seed_groups");
-    for (std::size_t k = 0; k < summary.seed_groups.size(); ++k) {
-      const SeedGroup& sg = summary.seed_groups[k];
-      const std::string name = std::to_string(k);
-      auto sub = h5::group(H5Gcreate2(parent.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                           concat("create group summary/seed_groups/", name));
-      const hid_t at = sub.get();
-      writeAttr(at, "label", sg.label);
-      writeAttr(at, "median_lr", sg.median_lr);
-      writeAttr(at, "log10_lr_min", sg.log10_min);
-      writeAttr(at, "log10_lr_max", sg.log10_max);
-      writeAttr(at, "log10_lr_iqr", sg.log10_iqr);
-      writeAttr(at, "found", static_cast<int64_t>(sg.found));
-      writeColumn(at, "sweeps", sg.sweeps);
-      writeColumn(at, "lr", sg.lr);
-      writeColumn(at, "loss_min", sg.loss_min);
-      writeColumn(at, "loss_max", sg.loss_max);
-      writeColumn(at, "loss_median", sg.loss_median);
-    }
-  }
-  if (!summary.batch_fits.empty()) {
-    auto parent = h5::group(H5Gcreate2(loc, "batch_scaling", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                            "create group summary/batch_scaling");
-    for (std::size_t k = 0; k < summary.batch_fits.size(); ++k) {
-      const BatchFit& fit = summary.batch_fits[k];
-      const std::string name = std::to_string(k);
-      auto sub = h5::group(H5Gcreate2(parent.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                           concat("create group summary/batch_scaling/", name));
-      const hid_t at = sub.get();
-      writeAttr(at, "label", fit.label);
-      writeAttr(at, "alpha", fit.alpha);
-      writeAttr(at, "intercept", fit.intercept);
-      writeAttr(at, "residual", fit.residual);
-      writeColumn(at, "sweeps", fit.sweeps);
-      writeColumn(at, "batch", fit.batch);
-      writeColumn(at, "lr", fit.lr);
-    }
-  }
+  writeSubs(loc, "seed_groups", summary.seed_groups, [](hid_t at, const SeedGroup& sg) {
+    writeAttr(at, "label", sg.label);
+    writeAttr(at, "median_lr", sg.median_lr);
+    writeAttr(at, "log10_lr_min", sg.log10_min);
+    writeAttr(at, "log10_lr_max", sg.log10_max);
+    writeAttr(at, "log10_lr_iqr", sg.log10_iqr);
+    writeAttr(at, "found", static_cast<int64_t>(sg.found));
+    writeColumn(at, "sweeps", sg.sweeps);
+    writeColumn(at, "lr", sg.lr);
+    writeColumn(at, "loss_min", sg.loss_min);
+    writeColumn(at, "loss_max", sg.loss_max);
+    writeColumn(at, "loss_median", sg.loss_median);
+  });
+  writeSubs(loc, "batch_scaling", summary.batch_fits, [](hid_t at, const BatchFit& fit) {
+    writeAttr(at, "label", fit.label);
+    writeAttr(at, "alpha", fit.alpha);
+    writeAttr(at, "intercept", fit.intercept);
+    writeAttr(at, "residual", fit.residual);
+    writeColumn(at, "sweeps", fit.sweeps);
+    writeColumn(at, "batch", fit.batch);
+    writeColumn(at, "lr", fit.lr);
+  });
 }
 
 void GridResultsWriter::finish(const std::vector<GridSweep>& sweeps, const GridSummary& summary,
@@ -779,8 +776,17 @@ std::vector<double> readSeries(hid_t file, const char* name, hsize_t* width) {
   return out;
 }
 
-// Variable-length strings as HDF5 returns them, copied and freed.
-std::vector<std::string> takeStrings(std::vector<char*>& raw) {
+// The variable-length strings of `space` (a dataset's or an attribute's, `name`), read
+// by `read(memory type, buffer)`, copied and freed.
+template <typename Read>
+std::vector<std::string> readStrings(hid_t space, const char* name, Read read) {
+  const hssize_t n = H5Sget_simple_extent_npoints(space);
+  h5::check(static_cast<herr_t>(n < 0 ? -1 : 0), concat("dataspace of ", name));
+  std::vector<char*> raw(static_cast<std::size_t>(n), nullptr);
+  if (n > 0) {
+    auto mem = stringType();
+    read(mem.get(), raw.data());
+  }
   std::vector<std::string> out;
   for (char* text : raw) {
     out.emplace_back(text != nullptr ? text : "");
@@ -792,27 +798,17 @@ std::vector<std::string> takeStrings(std::vector<char*>& raw) {
 std::vector<std::string> readStringColumn(hid_t loc, const char* name) {
   auto ds = h5::dataset(H5Dopen2(loc, name, H5P_DEFAULT), concat("open dataset ", name));
   auto space = h5::dataspace(H5Dget_space(ds.get()), name);
-  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
-  h5::check(static_cast<herr_t>(n < 0 ? -1 : 0), concat("dataspace of ", name));
-  std::vector<char*> raw(static_cast<std::size_t>(n), nullptr);
-  if (n > 0) {
-    auto mem = stringType();
-    h5::check(H5Dread(ds.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), concat("read dataset ", name));
-  }
-  return takeStrings(raw);
+  return readStrings(space.get(), name, [&](hid_t mem, char** raw) {
+    h5::check(H5Dread(ds.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw), concat("read dataset ", name));
+  });
 }
 
 std::vector<std::string> readStringsAttr(hid_t obj, const char* name) {
   auto attr = h5::attribute(H5Aopen(obj, name, H5P_DEFAULT), name);
   auto space = h5::dataspace(H5Aget_space(attr.get()), name);
-  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
-  h5::check(static_cast<herr_t>(n < 0 ? -1 : 0), concat("dataspace of ", name));
-  std::vector<char*> raw(static_cast<std::size_t>(n), nullptr);
-  if (n > 0) {
-    auto mem = stringType();
-    h5::check(H5Aread(attr.get(), mem.get(), raw.data()), concat("read attribute ", name));
-  }
-  return takeStrings(raw);
+  return readStrings(space.get(), name, [&](hid_t mem, char** raw) {
+    h5::check(H5Aread(attr.get(), mem, raw), concat("read attribute ", name));
+  });
 }
 
 using AttrMaps = std::pair<std::map<std::string, double>*, std::map<std::string, std::string>*>;

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -70,6 +71,22 @@ void addStep(GridResultsWriter& w, GridSweep& s, int64_t k) {
   s.result.step_seconds.push_back(rec.seconds);
 }
 
+// Sweeps 0 (group 0, two ranks) and 1 (group 1, one rank), started in that order.
+std::pair<GridSweep, GridSweep> startTwoSweeps(GridResultsWriter& w) {
+  std::pair<GridSweep, GridSweep> sweeps(makeSweep(0, 0, 2), makeSweep(1, 1, 1));
+  w.startSweep(sweeps.first);
+  w.startSweep(sweeps.second);
+  return sweeps;
+}
+
+// Steps 0 to steps-1 of two sweeps, interleaved: step k of `first`, then of `second`.
+void interleaveSteps(GridResultsWriter& w, GridSweep& first, GridSweep& second, int64_t steps) {
+  for (int64_t k = 0; k < steps; ++k) {
+    addStep(w, first, k);
+    addStep(w, second, k);
+  }
+}
+
 void endSweep(GridResultsWriter& w, GridSweep& s, finder::StopReason reason) {
   s.result.stop_reason = reason;
   s.result.suggestions =
@@ -126,14 +143,8 @@ TEST(GridResults, InterleavedSweepsRoundTrip) {
   const auto out = dir.file("grid.h5");
   GridResultsWriter w(out, fileInfo());
   EXPECT_EQ(w.currentPath(), partialPath(out));
-  GridSweep a = makeSweep(0, 0, 2);
-  GridSweep b = makeSweep(1, 1, 1);
-  w.startSweep(a);
-  w.startSweep(b);
-  for (int64_t k = 0; k < 3; ++k) {
-    addStep(w, a, k);
-    addStep(w, b, k);
-  }
+  auto [a, b] = startTwoSweeps(w);
+  interleaveSteps(w, a, b, 3);
   addStep(w, a, 3);
   endSweep(w, b, finder::StopReason::kCompleted);
   addStep(w, a, 4);
@@ -285,14 +296,8 @@ TEST(GridResults, CutShortLeavesReadablePartial) {
   };
   {
     GridResultsWriter w(out, fileInfo());
-    GridSweep a = makeSweep(0, 0, 2);
-    GridSweep b = makeSweep(1, 1, 1);
-    w.startSweep(a);
-    w.startSweep(b);
-    for (int64_t k = 0; k < 3; ++k) {
-      addStep(w, b, k);
-      addStep(w, a, k);
-    }
+    auto [a, b] = startTwoSweeps(w);
+    interleaveSteps(w, b, a, 3);
     endSweep(w, a, finder::StopReason::kCompleted);
     addStep(w, b, 3);
     check("while the writer holds the file");  // kill -9 now
@@ -374,14 +379,8 @@ TEST(GridResults, FailedWriteGivesUpTheFileAndKeepsEverySweepsSteps) {
   std::string first, again;
   {
     GridResultsWriter w(out, fileInfo());
-    GridSweep a = makeSweep(0, 0, 2);
-    GridSweep b = makeSweep(1, 1, 1);
-    w.startSweep(a);
-    w.startSweep(b);
-    for (int64_t k = 0; k < 3; ++k) {
-      addStep(w, a, k);
-      addStep(w, b, k);
-    }
+    auto [a, b] = startTwoSweeps(w);
+    interleaveSteps(w, a, b, 3);
     const int fd = descriptorOf(partialPath(out));
     ASSERT_GE(fd, 0) << "HDF5's descriptor on " << partialPath(out);
     const int read_only = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
