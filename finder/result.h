@@ -27,6 +27,11 @@ struct SweepResult {
   std::vector<std::vector<double>> loss_per_rank;  // [step][rank], rank 0 only
   std::vector<double> step_seconds;
   StopReason stop_reason = StopReason::kRunning;
+  // With kDiverged: "ratio" or "shift", the test of the stop rule that decided
+  // (finder/smoothing.h); "none" otherwise. stop_scale: the shift test's scale, NaN
+  // before it was fixed.
+  std::string stop_test = "none";
+  double stop_scale = 0.0;
   std::string error;  // set with kError
   std::vector<Suggestion> suggestions;  // every method, allSuggestMethods() order
   SuggestMethod method = SuggestMethod::kSteepest;

@@ -257,6 +257,10 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
     result.error = e.what();
   }
   label("after the sweep");
+  if (is_root) {
+    result.stop_test = toString(stop_rule.decidedBy());
+    result.stop_scale = stop_rule.scale();
+  }
 
   if (is_root) {
     result.suggestions =

@@ -102,9 +102,10 @@ std::string encodeStep(std::size_t index, const finder::StepRecord& r) {
   return w.take();
 }
 
-std::string encodeEnd(std::size_t index, finder::StopReason reason, const std::string& error, double ended_at) {
+std::string encodeEnd(std::size_t index, const finder::SweepResult& r, double ended_at) {
   Writer w(Kind::kEnd);
-  w.put(static_cast<uint64_t>(index)).put(static_cast<int32_t>(reason)).put(error).put(ended_at);
+  w.put(static_cast<uint64_t>(index)).put(static_cast<int32_t>(r.stop_reason)).put(r.error).put(r.stop_test);
+  w.put(r.stop_scale).put(ended_at);
   return w.take();
 }
 
@@ -119,9 +120,7 @@ class ReportingObserver final : public finder::SweepObserver {
  public:
   ReportingObserver(GridReporter& reporter, std::size_t index) : reporter_(reporter), index_(index) {}
   void onStep(const finder::StepRecord& record) override { reporter_.step(index_, record); }
-  void onEnd(const finder::SweepResult& result) override {
-    reporter_.end(index_, result.stop_reason, result.error);
-  }
+  void onEnd(const finder::SweepResult& result) override { reporter_.end(index_, result); }
 
  private:
   GridReporter& reporter_;
@@ -135,8 +134,8 @@ class MailboxReporter final : public GridReporter {
   void step(std::size_t index, const finder::StepRecord& record) override {
     mailbox_.send(0, encodeStep(index, record));
   }
-  void end(std::size_t index, finder::StopReason reason, const std::string& error) override {
-    mailbox_.send(0, encodeEnd(index, reason, error, wallClockNow()));
+  void end(std::size_t index, const finder::SweepResult& result) override {
+    mailbox_.send(0, encodeEnd(index, result, wallClockNow()));
   }
   void failed(std::size_t index, const std::string& text, int exit_code) override {
     mailbox_.send(0, encodeFailed(index, text, exit_code));
@@ -178,8 +177,8 @@ class GridCollector::Local final : public GridReporter {
   explicit Local(GridCollector& owner) : owner_(owner) {}
   void start(const GridSweep& sweep) override { owner_.onStart(sweep); }
   void step(std::size_t index, const finder::StepRecord& record) override { owner_.onStep(index, record); }
-  void end(std::size_t index, finder::StopReason reason, const std::string& error) override {
-    owner_.onEnd(index, reason, error, wallClockNow());
+  void end(std::size_t index, const finder::SweepResult& result) override {
+    owner_.onEnd(index, result, wallClockNow());
   }
   void failed(std::size_t index, const std::string& text, int exit_code) override {
     owner_.onFailed(index, text, exit_code);
@@ -253,12 +252,15 @@ void GridCollector::onStep(std::size_t index, const finder::StepRecord& r) {
   worker_->submit([this, index, r] { writer_->step(index, r); });
 }
 
-void GridCollector::onEnd(std::size_t index, finder::StopReason reason, const std::string& error, double ended_at) {
+void GridCollector::onEnd(std::size_t index, const finder::SweepResult& end, double ended_at) {
   LRFIND_CHECK(index < sweeps_.size() && sweeps_[index], "grid: the end of sweep ", index, " that never started");
   GridSweep& s = *sweeps_[index];
+  const finder::StopReason reason = end.stop_reason;
   s.ended_at = ended_at;
   s.result.stop_reason = reason;
-  s.result.error = error;
+  s.result.stop_test = end.stop_test;
+  s.result.stop_scale = end.stop_scale;
+  s.result.error = end.error;
   s.result.suggestions = finder::suggestAll(
       {s.result.lr, s.result.loss, s.options.mode, s.options.skip_begin, s.options.skip_end, flagName});
   if (reason == finder::StopReason::kInterrupted) interrupted_ = true;
@@ -319,9 +321,12 @@ void GridCollector::handle(const comm::Message& m) {
     }
     case Kind::kEnd: {
       const auto index = static_cast<std::size_t>(r.get<uint64_t>());
-      const auto reason = static_cast<finder::StopReason>(r.get<int32_t>());
-      const std::string error = r.text();
-      onEnd(index, reason, error, r.get<double>());
+      finder::SweepResult end;
+      end.stop_reason = static_cast<finder::StopReason>(r.get<int32_t>());
+      end.error = r.text();
+      end.stop_test = r.text();
+      end.stop_scale = r.get<double>();
+      onEnd(index, end, r.get<double>());
       return;
     }
     case Kind::kFailed: {

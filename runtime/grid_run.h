@@ -47,7 +47,9 @@ class GridReporter {
   // Sweep `sweep.index` starts: its grid point, group, start time and RunInfo.
   virtual void start(const GridSweep& sweep) = 0;
   virtual void step(std::size_t index, const finder::StepRecord& record) = 0;
-  virtual void end(std::size_t index, finder::StopReason reason, const std::string& error) = 0;
+  // The sweep ended: result's stop_reason, stop_test, stop_scale and error (rank 0 has
+  // the curve from the steps and computes the suggestions itself).
+  virtual void end(std::size_t index, const finder::SweepResult& result) = 0;
   // The group failed during sweep `index` (an agreed error; `text` its message, `exit_code`
   // what the job should exit with); it runs no more sweeps.
   virtual void failed(std::size_t index, const std::string& text, int exit_code) = 0;
@@ -115,7 +117,7 @@ class GridCollector {
   class Local;
   void onStart(const GridSweep& sweep);
   void onStep(std::size_t index, const finder::StepRecord& record);
-  void onEnd(std::size_t index, finder::StopReason reason, const std::string& error, double ended_at);
+  void onEnd(std::size_t index, const finder::SweepResult& end, double ended_at);
   void onFailed(std::size_t index, const std::string& text, int exit_code);
   void onDone(int group);
   void handle(const comm::Message& message);

@@ -524,6 +524,8 @@ void ResultsFile::endSlot(Slot& slot, const finder::SweepResult& result) {
   writeAttr(f, "suggested_lr", suggestedLr(result, result.method));
   writeAttr(f, "steps_completed", result.stepsCompleted());
   writeAttr(f, "stop_reason", std::string(finder::toString(result.stop_reason)));
+  writeAttr(f, "stop_rule", result.stop_test);
+  writeAttr(f, "stop_scale", result.stop_scale);
   if (!result.error.empty()) writeAttr(f, "error", result.error);
   writeAttr(f, "complete", int64_t{ended ? 1 : 0});
 }

@@ -273,6 +273,20 @@ namespace {
 
 using namespace lrfind::testing;
 
+// NLL on raw logits: a loss near zero that falls below it without bound. It used to stop
+// at step 3 as "diverged" (4 x a negative best); now it runs while it falls.
+TEST(Cli, NllOnRawLogitsRunsWhileTheLossFalls) {
+  TempDir dir;
+  const auto r = runCli(dir, "--loss nll --plot ''");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto d = runtime::readResults(dir.file("lrfind.h5"));
+  EXPECT_GT(d.lr.size(), 50u);
+  EXPECT_LT(*std::min_element(d.loss.begin(), d.loss.end()), 0) << "the curve goes below zero";
+  const std::string reason = d.strings.at("stop_reason");
+  EXPECT_TRUE(reason == "completed" || reason == "nonfinite" || d.strings.at("stop_rule") == "shift") << reason;
+  EXPECT_TRUE(d.numbers.count("stop_scale"));
+}
+
 TEST(MpiCli, RanksWithSmallerBatchesEqualOneProcess) {
   TempDir dir;
   lrfind::testing::writeClassification(dir.file("d.h5"), 700, 16, 10);

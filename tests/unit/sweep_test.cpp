@@ -56,6 +56,34 @@ TEST(Sweep, StopsAtTheFirstStepWhoseLossDiverges) {
   EXPECT_LT(r.suggestion().lr, r.lr.back());
 }
 
+// The same sweep with the loss shifted by -10 (a loss below zero everywhere): the
+// ratio rule would stop it at step 1; the shift test stops it where the unshifted sweep
+// stops, give or take a few steps, after the minimum, and the result says which test.
+TEST(Sweep, LossShiftedBelowZeroStopsAfterItsMinimumByTheShiftTest) {
+  finder::SweepOptions o;
+  o.min_lr = 1e-4;
+  o.max_lr = 1e3;
+  auto sweep = [&](double shift) {
+    SweepTask t;
+    torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(1e-4));
+    auto batches = t.batches();
+    const finder::LossFn ce = t.loss;
+    const finder::LossFn shifted = [ce, shift](const at::Tensor& out, const at::Tensor& y) { return ce(out, y) + shift; };
+    return finder::runSweep(*t.model, opt, batches, shifted, o);
+  };
+  const auto plain = sweep(0), below = sweep(-10);
+  ASSERT_EQ(plain.stop_reason, StopReason::kDiverged);
+  EXPECT_EQ(plain.stop_test, "ratio");
+  ASSERT_EQ(below.stop_reason, StopReason::kDiverged);
+  EXPECT_EQ(below.stop_test, "shift");
+  EXPECT_GT(below.stop_scale, 0);
+  const auto minimum = std::min_element(below.loss.begin(), below.loss.end()) - below.loss.begin();
+  EXPECT_GT(below.stepsCompleted(), minimum + 1) << "not while the loss still falls";
+  EXPECT_NEAR(static_cast<double>(below.stepsCompleted()), static_cast<double>(plain.stepsCompleted()), 5);
+  ASSERT_TRUE(below.suggestion().found);
+  EXPECT_NEAR(std::log10(below.suggestion().lr), std::log10(plain.suggestion().lr), 0.3);
+}
+
 TEST(Sweep, RestoresSgdMomentumStateBitForBit) {
   SweepTask t;
   torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
