@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +9,7 @@
 #include "common/string.h"
 #include "lrfind/config.h"
 #include "runtime/format.h"
+#include "runtime/report_util.h"
 
 namespace lrfind::runtime {
 namespace {
@@ -17,25 +17,14 @@ namespace {
 // Insertion order kept: a sweep's values read in grid order, like its label.
 using Json = nlohmann::ordered_json;
 
-Json number(double v) { return std::isfinite(v) ? Json(v) : Json(); }
-
-Json series(const std::vector<double>& v) {
-  auto out = Json::array();
-  for (double x : v) out.push_back(number(x));
-  return out;
-}
+// The plot's pieces and the JSON numbers, shared with report.cpp.
+using namespace report_util;
 
 template <typename T>
 Json array(const std::vector<T>& v) {
   auto out = Json::array();
   for (const auto& x : v) out.push_back(x);
   return out;
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
 }
 
 // The chosen suggestion of a sweep; nullptr when it has none (a sweep cut short before
@@ -178,7 +167,7 @@ std::string renderGridJson(const std::vector<GridAxis>& axes, const std::vector<
     for (const auto& [axis, value] : s.values) values[axis] = value;
     Json suggestions = Json::object();
     for (const auto& sg : s.result.suggestions) {
-      suggestions[finder::toString(sg.method)] = {{"lr", sg.found ? number(sg.lr) : Json()}};
+      suggestions[finder::toString(sg.method)] = {{"lr", sg.found ? number<Json>(sg.lr) : Json()}};
     }
     const auto* c = chosen(s.result);
     Json sweep = {{"index", s.index},
@@ -189,7 +178,7 @@ std::string renderGridJson(const std::vector<GridAxis>& axes, const std::vector<
                   {"steps_completed", s.result.stepsCompleted()},
                   {"stop_reason", finder::toString(s.result.stop_reason)}};
     if (!s.result.error.empty()) sweep["error"] = s.result.error;
-    sweep["suggested_lr"] = found(c) ? number(c->lr) : Json();
+    sweep["suggested_lr"] = found(c) ? number<Json>(c->lr) : Json();
     sweep["suggest_method"] = finder::toString(s.result.method);
     sweep["suggestions"] = suggestions;
     sweep["global_batch_size"] = s.info.global_batch_size;
@@ -203,26 +192,26 @@ std::string renderGridJson(const std::vector<GridAxis>& axes, const std::vector<
     groups.push_back({{"label", g.label},
                       {"sweeps", array(g.sweeps)},
                       {"found", g.found},
-                      {"median_lr", number(g.median_lr)},
-                      {"log10_min", number(g.log10_min)},
-                      {"log10_max", number(g.log10_max)},
-                      {"log10_iqr", number(g.log10_iqr)},
+                      {"median_lr", number<Json>(g.median_lr)},
+                      {"log10_min", number<Json>(g.log10_min)},
+                      {"log10_max", number<Json>(g.log10_max)},
+                      {"log10_iqr", number<Json>(g.log10_iqr)},
                       {"band",
-                       {{"lr", series(g.lr)},
-                        {"loss_min", series(g.loss_min)},
-                        {"loss_max", series(g.loss_max)},
-                        {"loss_median", series(g.loss_median)}}}});
+                       {{"lr", series<Json>(g.lr)},
+                        {"loss_min", series<Json>(g.loss_min)},
+                        {"loss_max", series<Json>(g.loss_max)},
+                        {"loss_median", series<Json>(g.loss_median)}}}});
   }
   j["seed_groups"] = groups;
   auto fits = Json::array();
   for (const auto& f : summary.batch_fits) {
     fits.push_back({{"label", f.label},
                     {"sweeps", array(f.sweeps)},
-                    {"batch", series(f.batch)},
-                    {"lr", series(f.lr)},
-                    {"alpha", number(f.alpha)},
-                    {"intercept", number(f.intercept)},
-                    {"residual", number(f.residual)}});
+                    {"batch", series<Json>(f.batch)},
+                    {"lr", series<Json>(f.lr)},
+                    {"alpha", number<Json>(f.alpha)},
+                    {"intercept", number<Json>(f.intercept)},
+                    {"residual", number<Json>(f.residual)}});
   }
   j["batch_fits"] = fits;
   if (!config_toml.empty()) j["config_toml"] = config_toml;
@@ -230,45 +219,6 @@ std::string renderGridJson(const std::vector<GridAxis>& axes, const std::vector<
 }
 
 namespace {
-
-struct Axis {
-  double lo, hi;  // data range (log10 units when logarithmic)
-  double px0, px1;
-  double map(double v) const { return px0 + (v - lo) / (hi - lo) * (px1 - px0); }
-};
-
-// 1, 2, 5 x 10^k steps giving about `target` ticks over [lo, hi] (report.cpp's).
-std::vector<double> niceTicks(double lo, double hi, int target) {
-  const double raw = (hi - lo) / target;
-  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
-  double step = mag;
-  for (double m : {1.0, 2.0, 5.0, 10.0}) {
-    step = m * mag;
-    if (raw <= step) break;
-  }
-  std::vector<double> ticks;
-  for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) {
-    ticks.push_back(std::abs(t) < step * 1e-9 ? 0.0 : t);
-  }
-  return ticks;
-}
-
-std::string escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
-// report.cpp's estimate of a 12 px sans-serif text's width, a little generous.
-double textWidth(const std::string& text) { return 7.2 * static_cast<double>(text.size()); }
 
 // Tableau's ten colours; past ten, the cycle repeats with a dash pattern, so that
 // sweep 0 and sweep 10 still look different.
@@ -281,22 +231,6 @@ const char* color(std::size_t i) { return kColors[i % kNumColors]; }
 std::string dash(std::size_t i) {
   const char* d = kDashes[(i / kNumColors) % (sizeof kDashes / sizeof kDashes[0])];
   return *d == '\0' ? std::string() : concat(" stroke-dasharray=\"", d, "\"");
-}
-
-// The step whose lr is closest to `lr` (in log10 when `logx`) with a finite loss; -1
-// when there is none.
-int64_t nearestStep(const finder::SweepResult& r, double lr, bool logx) {
-  int64_t best = -1;
-  double best_gap = INFINITY;
-  for (std::size_t k = 0; k < r.lr.size() && k < r.loss.size(); ++k) {
-    if (!std::isfinite(r.loss[k]) || (logx && !(r.lr[k] > 0))) continue;
-    const double gap = logx ? std::abs(std::log10(r.lr[k]) - std::log10(lr)) : std::abs(r.lr[k] - lr);
-    if (gap < best_gap) {
-      best_gap = gap;
-      best = static_cast<int64_t>(k);
-    }
-  }
-  return best;
 }
 
 struct LegendEntry {
@@ -388,21 +322,12 @@ std::string renderGridSvg(const std::vector<GridAxis>& axes, const std::vector<G
   const double plot_bottom = height - kBottom;
 
   std::ostringstream svg;
-  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
-      << "\" viewBox=\"0 0 " << width << ' ' << height << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
-      << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      << "<text x=\"" << kPlotWidth / 2 << "\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">" << title
-      << "</text>\n";
+  writeHeader(svg, width, height, kPlotWidth / 2, title);
   if (!(ylo <= yhi) || !(xlo <= xhi)) {
-    svg << "<text x=\"" << kPlotWidth / 2 << "\" y=\"" << height / 2
-        << "\" text-anchor=\"middle\">no finite loss was recorded</text>\n</svg>\n";
+    writeNothingToPlot(svg, kPlotWidth / 2, height / 2);
     return svg.str();
   }
-  if (!(yhi > ylo)) {
-    const double pad = std::max(std::abs(ylo) * 0.05, 1e-3);
-    ylo -= pad;
-    yhi += pad;
-  }
+  widenFlatLossRange(ylo, yhi);
   if (!(xhi > xlo)) {
     const double pad = logx ? 0.5 : std::max(std::abs(xlo) * 0.05, 1e-12);
     xlo -= pad;
@@ -411,47 +336,13 @@ std::string renderGridSvg(const std::vector<GridAxis>& axes, const std::vector<G
   const double ypad = (yhi - ylo) * 0.05, xpad = (xhi - xlo) * 0.02;
   const Axis ax{xlo - xpad, xhi + xpad, kLeft, kPlotRight};
   const Axis ay{ylo - ypad, yhi + ypad, plot_bottom, kTop};
-  const double plot_w = kPlotRight - kLeft, plot_h = plot_bottom - kTop;
   // Points far outside the range are drawn at its edge plus a margin: the clip path hides
   // them, and a loss of 1e30 does not become a coordinate of 1e30 pixels.
   const double yspan = ay.hi - ay.lo;
   auto px = [&](double lr) { return fmt("%.2f", ax.map(xval(lr))); };
   auto py = [&](double loss) { return fmt("%.2f", ay.map(std::clamp(loss, ay.lo - yspan, ay.hi + yspan))); };
 
-  svg << "<defs><clipPath id=\"plot\"><rect x=\"" << kLeft << "\" y=\"" << kTop << "\" width=\"" << plot_w
-      << "\" height=\"" << plot_h << "\"/></clipPath></defs>\n"
-      << "<rect class=\"axes\" x=\"" << kLeft << "\" y=\"" << kTop << "\" width=\"" << plot_w << "\" height=\""
-      << plot_h << "\" fill=\"none\" stroke=\"#333\"/>\n";
-
-  // x ticks: decades in log mode (every other one when crowded), nice steps in linear.
-  std::vector<double> xticks;
-  if (logx) {
-    const int every = ax.hi - ax.lo > 12 ? 2 : 1;
-    for (double d = std::ceil(ax.lo); d <= ax.hi + 1e-9; d += 1) {
-      if (static_cast<long>(d) % every == 0) xticks.push_back(d);
-    }
-    if (xticks.size() < 2) xticks = niceTicks(ax.lo, ax.hi, 5);
-  } else {
-    xticks = niceTicks(ax.lo, ax.hi, 6);
-  }
-  for (double t : xticks) {
-    const double x = ax.map(t);
-    const std::string label =
-        logx ? (std::abs(t - std::round(t)) < 1e-9 ? fmt("1e%.0f", t) : formatLr(std::pow(10, t))) : formatLr(t);
-    svg << "<line x1=\"" << x << "\" y1=\"" << kTop << "\" x2=\"" << x << "\" y2=\"" << plot_bottom
-        << "\" stroke=\"#ddd\"/>\n<text x=\"" << x << "\" y=\"" << plot_bottom + 18 << "\" text-anchor=\"middle\">"
-        << label << "</text>\n";
-  }
-  for (double t : niceTicks(ay.lo, ay.hi, 6)) {
-    const double y = ay.map(t);
-    svg << "<line x1=\"" << kLeft << "\" y1=\"" << y << "\" x2=\"" << kPlotRight << "\" y2=\"" << y
-        << "\" stroke=\"#ddd\"/>\n<text x=\"" << kLeft - 8 << "\" y=\"" << y + 4 << "\" text-anchor=\"end\">"
-        << fmt("%.4g", t) << "</text>\n";
-  }
-  svg << "<text x=\"" << kLeft + plot_w / 2 << "\" y=\"" << height - 18 << "\" text-anchor=\"middle\">learning rate"
-      << (logx ? " (log scale)" : "") << "</text>\n"
-      << "<text transform=\"translate(22," << kTop + plot_h / 2
-      << ") rotate(-90)\" text-anchor=\"middle\">loss (smoothed)</text>\n";
+  writeAxes(svg, ax, ay, logx, height, "loss (smoothed)");
 
   // Bands first, under every line.
   for (std::size_t g = 0; g < summary.seed_groups.size(); ++g) {
@@ -500,7 +391,7 @@ std::string renderGridSvg(const std::vector<GridAxis>& axes, const std::vector<G
     const auto& r = sweeps[i].result;
     const auto* c = chosen(r);
     if (!found(c) || !usable(c->lr)) continue;
-    const int64_t at = nearestStep(r, c->lr, logx);
+    const int64_t at = nearestStep(r.lr, c->lr, logx, &r.loss);
     if (at < 0) continue;
     svg << "<circle class=\"marker\" data-sweep=\"" << sweeps[i].index << "\" cx=\"" << px(c->lr) << "\" cy=\""
         << fmt("%.2f", ay.map(std::clamp(r.loss[static_cast<std::size_t>(at)], ay.lo, ay.hi))) << "\" r=\""
@@ -510,10 +401,7 @@ std::string renderGridSvg(const std::vector<GridAxis>& axes, const std::vector<G
   for (std::size_t g = 0; g < summary.seed_groups.size(); ++g) {
     const auto& sg = summary.seed_groups[g];
     if (!usable(sg.median_lr)) continue;
-    finder::SweepResult band;
-    band.lr = sg.lr;
-    band.loss = sg.loss_median;
-    const int64_t at = nearestStep(band, sg.median_lr, logx);
+    const int64_t at = nearestStep(sg.lr, sg.median_lr, logx, &sg.loss_median);
     if (at < 0) continue;
     svg << "<circle class=\"group-marker\" data-group=\"" << g << "\" cx=\"" << px(sg.median_lr) << "\" cy=\""
         << fmt("%.2f", ay.map(std::clamp(sg.loss_median[static_cast<std::size_t>(at)], ay.lo, ay.hi)))

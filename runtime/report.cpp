@@ -14,19 +14,15 @@
 #include "common/error.h"
 #include "lrfind/config.h"
 #include "runtime/format.h"
+#include "runtime/report_util.h"
 
 namespace lrfind::runtime {
 namespace {
 
 using nlohmann::json;
 
-json number(double v) { return std::isfinite(v) ? json(v) : json(); }
-
-json series(const std::vector<double>& v) {
-  auto out = json::array();
-  for (double x : v) out.push_back(number(x));
-  return out;
-}
+// The plot's pieces and the JSON numbers, shared with grid_report.cpp.
+using namespace report_util;
 
 std::string trim(const std::string& s) {
   const auto first = s.find_first_not_of(" \t\r");
@@ -94,7 +90,7 @@ json tomlValue(const std::string& raw) {
   const long long integer = std::strtoll(v.c_str(), &end, 10);
   if (end == v.c_str() + v.size() && errno == 0) return static_cast<int64_t>(integer);
   const double real = std::strtod(v.c_str(), &end);
-  if (end == v.c_str() + v.size()) return number(real);
+  if (end == v.c_str() + v.size()) return number<json>(real);
   return v;
 }
 
@@ -126,7 +122,7 @@ std::string renderJson(const finder::SweepResult& result, const finder::SweepOpt
   const auto& chosen = result.suggestion();
   json suggestions = json::object();
   for (const auto& s : result.suggestions) {
-    json entry = {{"lr", s.found ? number(s.lr) : json()}, {"index", s.found ? json(s.index) : json()}};
+    json entry = {{"lr", s.found ? number<json>(s.lr) : json()}, {"index", s.found ? json(s.index) : json()}};
     if (!s.found) entry["note"] = s.note;
     suggestions[finder::toString(s.method)] = entry;
   }
@@ -160,14 +156,17 @@ std::string renderJson(const finder::SweepResult& result, const finder::SweepOpt
   }
   json j = {
       {"lrfind_version", LRFIND_VERSION},
-      {"suggested_lr", chosen.found ? number(chosen.lr) : json()},
+      {"suggested_lr", chosen.found ? number<json>(chosen.lr) : json()},
       {"suggest_method", finder::toString(result.method)},
       {"suggestions", suggestions},
       {"stop_reason", finder::toString(result.stop_reason)},
       {"steps_completed", result.stepsCompleted()},
       {"results", results_path},
       {"config", config},
-      {"curve", {{"lr", series(result.lr)}, {"loss", series(result.loss)}, {"loss_raw", series(result.loss_raw)}}},
+      {"curve",
+       {{"lr", series<json>(result.lr)},
+        {"loss", series<json>(result.loss)},
+        {"loss_raw", series<json>(result.loss_raw)}}},
   };
   if (!info.config.empty()) j["config_toml"] = info.config;
   if (!chosen.found) j["no_suggestion_reason"] = chosen.note;
@@ -184,34 +183,6 @@ std::string renderJson(const finder::SweepResult& result, const finder::SweepOpt
 
 namespace {
 
-struct Axis {
-  double lo, hi;  // data range (log10 units when logarithmic)
-  double px0, px1;
-  double map(double v) const { return px0 + (v - lo) / (hi - lo) * (px1 - px0); }
-};
-
-// 1, 2, 5 × 10^k steps giving about `target` ticks over [lo, hi].
-std::vector<double> niceTicks(double lo, double hi, int target) {
-  const double raw = (hi - lo) / target;
-  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
-  double step = mag;
-  for (double m : {1.0, 2.0, 5.0, 10.0}) {
-    step = m * mag;
-    if (raw <= step) break;
-  }
-  std::vector<double> ticks;
-  for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) {
-    ticks.push_back(std::abs(t) < step * 1e-9 ? 0.0 : t);
-  }
-  return ticks;
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
 // The y range of both plots: the finite smoothed losses, leaving out the final
 // `skip_end` points (the divergence that stopped the sweep would squash the rest of the
 // curve). {+inf, -inf} when there is none.
@@ -224,34 +195,6 @@ std::pair<double, double> lossRange(const finder::SweepResult& result, int64_t s
     hi = std::max(hi, result.loss[k]);
   }
   return {lo, hi};
-}
-
-// The step whose lr is closest to `lr` (in log10 when `logx`); -1 when there is none.
-int64_t nearestStep(const std::vector<double>& lrs, double lr, bool logx) {
-  int64_t best = -1;
-  double best_gap = INFINITY;
-  for (std::size_t k = 0; k < lrs.size(); ++k) {
-    const double gap = logx ? std::abs(std::log10(lrs[k]) - std::log10(lr)) : std::abs(lrs[k] - lr);
-    if (gap < best_gap) {
-      best_gap = gap;
-      best = static_cast<int64_t>(k);
-    }
-  }
-  return best;
-}
-
-std::string escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
 }
 
 struct Point {
@@ -284,10 +227,6 @@ bool crosses(Point a, Point b, const Box& box) {
   const double dx = b.x - a.x, dy = b.y - a.y;
   return clip(-dx, a.x - box.x0) && clip(dx, box.x1 - a.x) && clip(-dy, a.y - box.y0) && clip(dy, box.y1 - a.y);
 }
-
-// Width of `text` at the 12 px sans-serif of the plot; a little generous (0.6 em per
-// character), so that boxes sized by it hold the text in any sans-serif font.
-double textWidth(const std::string& text) { return 7.2 * static_cast<double>(text.size()); }
 
 // Suggestions whose points lie closer than this share one marker: at r = 5..7 the later
 // circle would hide most of the earlier one.
@@ -325,25 +264,13 @@ std::string renderSvg(const finder::SweepResult& result, const finder::SweepOpti
   const std::string title = concat("LR range test: ", escape(info.model), ", ", escape(info.optimizer), ", ",
                                    escape(info.loss_fn), " (", finder::toString(result.stop_reason), " after ", n,
                                    " steps)");
-  auto header = [&](std::ostringstream& svg, double width) {
-    svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << kHeight
-        << "\" viewBox=\"0 0 " << width << ' ' << kHeight << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
-        << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        << "<text x=\"" << width / 2 << "\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">" << title
-        << "</text>\n";
-  };
   if (pts.empty()) {
     std::ostringstream svg;
-    header(svg, kWidth);
-    svg << "<text x=\"" << kWidth / 2 << "\" y=\"" << kHeight / 2
-        << "\" text-anchor=\"middle\">no finite loss was recorded</text>\n</svg>\n";
+    writeHeader(svg, kWidth, kHeight, kWidth / 2, title);
+    writeNothingToPlot(svg, kWidth / 2, kHeight / 2);
     return svg.str();
   }
-  if (!(yhi > ylo)) {
-    const double pad = std::max(std::abs(ylo) * 0.05, 1e-3);
-    ylo -= pad;
-    yhi += pad;
-  }
+  widenFlatLossRange(ylo, yhi);
   const double ypad = (yhi - ylo) * 0.05;
 
   // The x axis spans the sweep and every suggestion: fastai's `minimum` is a tenth of
@@ -361,7 +288,6 @@ std::string renderSvg(const finder::SweepResult& result, const finder::SweepOpti
   if (mhi > xhi) xhi = mhi + margin;
   const Axis ax{xlo, xhi, kLeft, kPlotRight};
   const Axis ay{ylo - ypad, yhi + ypad, kPlotBottom, kTop};
-  const double plot_w = kPlotRight - kLeft, plot_h = kPlotBottom - kTop;
 
   std::vector<Point> line;
   for (const auto& [x, y] : pts) line.push_back({ax.map(x), ay.map(y)});
@@ -463,42 +389,8 @@ std::string renderSvg(const finder::SweepResult& result, const finder::SweepOpti
   }
 
   std::ostringstream svg;
-  header(svg, width);
-  svg << "<defs><clipPath id=\"plot\"><rect x=\"" << kLeft << "\" y=\"" << kTop << "\" width=\"" << plot_w
-      << "\" height=\"" << plot_h << "\"/></clipPath></defs>\n"
-      << "<rect class=\"axes\" x=\"" << kLeft << "\" y=\"" << kTop << "\" width=\"" << plot_w << "\" height=\""
-      << plot_h << "\" fill=\"none\" stroke=\"#333\"/>\n";
-
-  // x ticks: decades in log mode (every other one when crowded), nice steps in linear.
-  std::vector<double> xticks;
-  if (logx) {
-    const double span = ax.hi - ax.lo;
-    const int every = span > 12 ? 2 : 1;
-    for (double d = std::ceil(ax.lo); d <= ax.hi + 1e-9; d += 1) {
-      if (static_cast<long>(d) % every == 0) xticks.push_back(d);
-    }
-    if (xticks.size() < 2) xticks = niceTicks(ax.lo, ax.hi, 5);
-  } else {
-    xticks = niceTicks(ax.lo, ax.hi, 6);
-  }
-  for (double t : xticks) {
-    const double px = ax.map(t);
-    const std::string label = logx ? (std::abs(t - std::round(t)) < 1e-9 ? fmt("1e%.0f", t) : formatLr(std::pow(10, t)))
-                                   : formatLr(t);
-    svg << "<line x1=\"" << px << "\" y1=\"" << kTop << "\" x2=\"" << px << "\" y2=\"" << kPlotBottom
-        << "\" stroke=\"#ddd\"/>\n<text x=\"" << px << "\" y=\"" << kPlotBottom + 18
-        << "\" text-anchor=\"middle\">" << label << "</text>\n";
-  }
-  for (double t : niceTicks(ay.lo, ay.hi, 6)) {
-    const double py = ay.map(t);
-    svg << "<line x1=\"" << kLeft << "\" y1=\"" << py << "\" x2=\"" << kPlotRight << "\" y2=\"" << py
-        << "\" stroke=\"#ddd\"/>\n<text x=\"" << kLeft - 8 << "\" y=\"" << py + 4
-        << "\" text-anchor=\"end\">" << fmt("%.4g", t) << "</text>\n";
-  }
-  svg << "<text x=\"" << kLeft + plot_w / 2 << "\" y=\"" << kHeight - 18 << "\" text-anchor=\"middle\">learning rate"
-      << (logx ? " (log scale)" : "") << "</text>\n"
-      << "<text transform=\"translate(22," << kTop + plot_h / 2
-      << ") rotate(-90)\" text-anchor=\"middle\">loss (smoothed, beta=" << options.beta << ")</text>\n";
+  writeHeader(svg, width, kHeight, width / 2, title);
+  writeAxes(svg, ax, ay, logx, kHeight, concat("loss (smoothed, beta=", options.beta, ")"));
 
   svg << "<polyline clip-path=\"url(#plot)\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"";
   for (const auto& p : line) svg << fmt("%.2f", p.x) << ',' << fmt("%.2f", p.y) << ' ';

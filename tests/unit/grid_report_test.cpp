@@ -19,23 +19,20 @@
 
 #include "finder/suggest.h"
 #include "runtime/format.h"
+#include "unit/report_test_util.h"
 #include "unit/run_fixture.h"
 
 namespace lrfind::runtime {
 namespace {
 
-// 30 steps over min_lr..min_lr*1e4 of a range-test-like curve, flat then falling, the
-// fall at step `at` and `scale` times as deep; every suggestion computed.
+using testing::attr;
+using testing::elements;
+using testing::lines;
+
+// A range-test-like curve (testing::curveOf), flat then falling, the fall at step `at`
+// and `scale` times as deep.
 finder::SweepResult curve(const finder::SweepOptions& o, double at, double scale = 1) {
-  finder::SweepResult r;
-  for (int k = 0; k < 30; ++k) {
-    r.lr.push_back(o.min_lr * std::pow(1e4, k / 29.0));
-    r.loss.push_back(2.0 - scale * std::tanh((k - at) / 4.0));
-    r.loss_raw.push_back(r.loss.back());
-  }
-  r.stop_reason = finder::StopReason::kCompleted;
-  r.suggestions = finder::suggestAll({r.lr, r.loss, o.mode, o.skip_begin, o.skip_end});
-  return r;
+  return testing::curveOf(o, [&](int k) { return 2.0 - scale * std::tanh((k - at) / 4.0); });
 }
 
 // The sweeps of `axes` in grid order, sweep i's curve falling at step 10 + i; sweeps
@@ -68,32 +65,10 @@ std::vector<GridSweep> sweepsOf(const std::vector<GridAxis>& axes, const std::ve
   return sweeps;
 }
 
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
 std::size_t count(const std::string& text, const std::string& what) {
   std::size_t n = 0;
   for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
   return n;
-}
-
-// Every element that starts with `start` ("<circle class=\"marker\""), up to its end.
-std::vector<std::string> elements(const std::string& svg, const std::string& start) {
-  std::vector<std::string> out;
-  for (auto at = svg.find(start); at != std::string::npos; at = svg.find(start, at + 1)) {
-    out.push_back(svg.substr(at, svg.find('>', at) - at + 1));
-  }
-  return out;
-}
-
-std::string attr(const std::string& element, const std::string& name) {
-  std::smatch m;
-  const std::regex re(" " + name + "=\"([^\"]*)\"");
-  return std::regex_search(element, m, re) ? m[1].str() : std::string();
 }
 
 const std::vector<GridAxis> kSeedAxes = {{"optimizer", {"sgd", "adam"}}, {"seed", {"0", "1", "2"}}};

@@ -52,6 +52,25 @@ std::vector<GridSweep> sweepsOf(const std::vector<GridAxis>& axes, const std::ve
   return sweeps;
 }
 
+// A seed group's members and statistics as expected; the median lr to 1e-13 of itself,
+// the log10 statistics to 1e-12.
+struct ExpectedGroup {
+  std::string label;
+  std::vector<std::size_t> sweeps;
+  int found;
+  double median_lr, log10_min, log10_max, log10_iqr;
+};
+
+void expectGroup(const SeedGroup& g, const ExpectedGroup& e) {
+  EXPECT_EQ(g.label, e.label);
+  EXPECT_EQ(g.sweeps, e.sweeps) << e.label;
+  EXPECT_EQ(g.found, e.found) << e.label;
+  EXPECT_NEAR(g.median_lr, e.median_lr, 1e-13 * e.median_lr) << e.label;
+  EXPECT_NEAR(g.log10_min, e.log10_min, 1e-12) << e.label;
+  EXPECT_NEAR(g.log10_max, e.log10_max, 1e-12) << e.label;
+  EXPECT_NEAR(g.log10_iqr, e.log10_iqr, 1e-12) << e.label;
+}
+
 TEST(AxisLabel, ListsTheValuesInGridOrderButTheSkippedAxis) {
   GridSweep s;
   s.values = {{"optimizer", "sgd"}, {"seed", "3"}, {"batch-size", "16"}};
@@ -106,25 +125,10 @@ TEST(SeedGroups, MedianSpreadAndIqrOverTheSeedsWithASuggestion) {
   const auto summary = summarizeGrid(axes, sweeps);
   EXPECT_TRUE(summary.batch_fits.empty());
   ASSERT_EQ(summary.seed_groups.size(), 2u);
-  const auto& sgd = summary.seed_groups[0];
-  EXPECT_EQ(sgd.label, "optimizer=sgd");
-  EXPECT_EQ(sgd.sweeps, (std::vector<std::size_t>{0, 1, 2, 3}));
-  EXPECT_EQ(sgd.found, 3);
   // log10: -3, -2, -1. Median -2; q25 = -2.5, q75 = -1.5.
-  EXPECT_NEAR(sgd.median_lr, 1e-2, 1e-15);
-  EXPECT_NEAR(sgd.log10_min, -3, 1e-12);
-  EXPECT_NEAR(sgd.log10_max, -1, 1e-12);
-  EXPECT_NEAR(sgd.log10_iqr, 1, 1e-12);
-
-  const auto& adam = summary.seed_groups[1];
-  EXPECT_EQ(adam.label, "optimizer=adam");
-  EXPECT_EQ(adam.sweeps, (std::vector<std::size_t>{4, 5, 6, 7}));
-  EXPECT_EQ(adam.found, 3);
+  expectGroup(summary.seed_groups[0], {"optimizer=sgd", {0, 1, 2, 3}, 3, 1e-2, -3, -1, 1});
   // log10: -4, -3, -2 (the valley's 5.0 is not the chosen method's).
-  EXPECT_NEAR(adam.median_lr, 1e-3, 1e-16);
-  EXPECT_NEAR(adam.log10_min, -4, 1e-12);
-  EXPECT_NEAR(adam.log10_max, -2, 1e-12);
-  EXPECT_NEAR(adam.log10_iqr, 1, 1e-12);
+  expectGroup(summary.seed_groups[1], {"optimizer=adam", {4, 5, 6, 7}, 3, 1e-3, -4, -2, 1});
 }
 
 TEST(SeedGroups, EvenCountsTakeTheMiddleTwo) {

@@ -7,7 +7,6 @@
 
 #include <cmath>
 #include <optional>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -17,27 +16,19 @@
 
 #include "finder/suggest.h"
 #include "runtime/format.h"
+#include "unit/report_test_util.h"
 #include "unit/run_fixture.h"
 
 namespace lrfind::runtime {
 namespace {
 
+using testing::attr;
+using testing::curveOf;
+using testing::elements;
+using testing::lines;
+
 finder::SweepOptions options() { return testing::sampleOptions(); }
 RunInfo info() { return testing::sampleRunInfo(); }
-
-// 30 steps over min_lr..min_lr*1e4 with the losses `loss(k)`, and every suggestion.
-template <typename F>
-finder::SweepResult curveOf(const finder::SweepOptions& o, F loss) {
-  finder::SweepResult r;
-  for (int k = 0; k < 30; ++k) {
-    r.lr.push_back(o.min_lr * std::pow(1e4, k / 29.0));
-    r.loss.push_back(loss(k));
-    r.loss_raw.push_back(r.loss.back());
-  }
-  r.stop_reason = finder::StopReason::kCompleted;
-  r.suggestions = finder::suggestAll({r.lr, r.loss, o.mode, o.skip_begin, o.skip_end});
-  return r;
-}
 
 // A range-test-like curve: flat, then falling; `last_loss` replaces the final point
 // when given.
@@ -46,21 +37,6 @@ finder::SweepResult curve(const finder::SweepOptions& o, std::optional<double> l
 }
 
 // --- SVG parsing: the elements the tests look at carry a class.
-
-// Every element that starts with `start` ("<circle class=\"marker\""), up to its end.
-std::vector<std::string> elements(const std::string& svg, const std::string& start) {
-  std::vector<std::string> out;
-  for (auto at = svg.find(start); at != std::string::npos; at = svg.find(start, at + 1)) {
-    out.push_back(svg.substr(at, svg.find('>', at) - at + 1));
-  }
-  return out;
-}
-
-std::string attr(const std::string& element, const std::string& name) {
-  std::smatch m;
-  const std::regex re(" " + name + "=\"([^\"]*)\"");
-  return std::regex_search(element, m, re) ? m[1].str() : std::string();
-}
 
 double num(const std::string& element, const std::string& name) { return std::stod(attr(element, name)); }
 
@@ -350,17 +326,15 @@ TEST(Report, TextPlotKeepsEveryPointInsideTheFrame) {
   for (const double last : {-50.0, 1.0, 50.0}) {
     const auto r = curve(o, last);
     const std::string plot = renderTextPlot(r, o, 40, 8);
-    std::vector<std::string> lines;
-    std::istringstream in(plot);
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-    ASSERT_EQ(lines.size(), 1u + 8u + 2u + 1u) << plot;  // title, rows, axis, labels, marker
-    for (int row = 1; row <= 8; ++row) EXPECT_EQ(lines[row].size(), 14u + 40u) << plot;  // label, ' |', columns
-    EXPECT_NE(lines.back().find("^ " + formatLr(r.suggestion().lr)), std::string::npos) << plot;
+    const auto rows = lines(plot);
+    ASSERT_EQ(rows.size(), 1u + 8u + 2u + 1u) << plot;  // title, rows, axis, labels, marker
+    for (int row = 1; row <= 8; ++row) EXPECT_EQ(rows[row].size(), 14u + 40u) << plot;  // label, ' |', columns
+    EXPECT_NE(rows.back().find("^ " + formatLr(r.suggestion().lr)), std::string::npos) << plot;
     if (last < 0) {
-      EXPECT_NE(lines[8].find('v'), std::string::npos) << plot;
+      EXPECT_NE(rows[8].find('v'), std::string::npos) << plot;
     }
     if (last > 10) {
-      EXPECT_NE(lines[1].find('^'), std::string::npos) << plot;
+      EXPECT_NE(rows[1].find('^'), std::string::npos) << plot;
     }
   }
   finder::SweepResult empty;
