@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -50,6 +51,33 @@ std::array<double, 2> parseBetas(const std::string& text) {
                      "--betas must be two numbers b1,b2, got \"", text, "\"");
   const std::string expected = "--betas must be two numbers b1,b2";
   return {parseNumber(text.substr(0, comma), expected), parseNumber(text.substr(comma + 1), expected)};
+}
+
+// "MEAN[,MEAN...]:STD[,STD...]" (--normalize); "" is none.
+void parseNormalize(const std::string& text, std::vector<double>& mean, std::vector<double>& std_dev) {
+  mean.clear();
+  std_dev.clear();
+  if (text.empty()) return;
+  const std::string expected = "--normalize must be MEAN[,MEAN...]:STD[,STD...], e.g. 0.5:0.25 or "
+                               "0.49,0.48,0.45:0.25,0.24,0.26";
+  const auto colon = text.find(':');
+  LRFIND_INPUT_CHECK(colon != std::string::npos && text.find(':', colon + 1) == std::string::npos, expected,
+                     ", got \"", text, "\"");
+  auto numbers = [&](const std::string& list, std::vector<double>& out) {
+    std::size_t from = 0;
+    while (true) {
+      const auto comma = list.find(',', from);
+      out.push_back(parseNumber(list.substr(from, comma - from), expected));
+      if (comma == std::string::npos) break;
+      from = comma + 1;
+    }
+  };
+  numbers(text.substr(0, colon), mean);
+  numbers(text.substr(colon + 1), std_dev);
+  for (const double s : std_dev) {
+    LRFIND_INPUT_CHECK(s > 0 && std::isfinite(s), "--normalize: every STD must be > 0, got ", s);
+  }
+  for (const double m : mean) LRFIND_INPUT_CHECK(std::isfinite(m), "--normalize: every MEAN must be finite, got ", m);
 }
 
 std::string joined(const std::vector<std::string>& names, const char* separator) {
@@ -223,7 +251,7 @@ runtime::RunConfig pointConfig(const std::vector<std::string>& args, const runti
 CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, const GridValues* grid_values) {
   const runtime::RunConfig initial = c;
   std::string mode = finder::toString(c.sweep.mode), suggest = finder::toString(c.sweep.suggest), threshold = "4.0";
-  std::string betas = "0.9,0.999", weight_decay = "auto", eps = "auto";
+  std::string betas = "0.9,0.999", weight_decay = "auto", eps = "auto", input_scale = "auto", normalize;
   bool no_shuffle = false;
 
   CLI::App app{
@@ -242,10 +270,26 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
   app.add_option("--data", c.data, "HDF5 file with inputs and targets, or a seeded built-in set: 'synthetic' (4096 x 32 features, "
                  "10 classes) or 'synthetic-images' (4096 x 16 x 16, 10 classes; for --model cnn)")
       ->capture_default_str()->group(model_group);
-  app.add_option("--x-key", c.x_key, "HDF5 dataset of inputs: float32/float64, [samples, features...]")
+  app.add_option("--x-key", c.x_key, "HDF5 dataset of inputs, [samples, features...] or images [samples, C, H, W]: "
+                 "any numeric type (uint8, int8, uint16, int16, int32, int64, float16, float32, float64), held as "
+                 "stored and made float32 one batch at a time")
       ->capture_default_str()->group(model_group);
-  app.add_option("--y-key", c.y_key, "HDF5 dataset of targets: int class labels [samples] or float targets")
+  app.add_option("--y-key", c.y_key, "HDF5 dataset of targets: integer or bool class labels [samples] (trailing "
+                 "size-1 axes, as in [samples, 1, 1, 1], are dropped) or float targets [samples] / [samples, k]")
       ->capture_default_str()->group(model_group);
+  app.add_option("--labels", c.labels, "Read the targets from another HDF5 file: FILE or FILE:DATASET (default "
+                 "dataset: --y-key); its rows must match --data's [default: the targets are in --data]")
+      ->group(model_group);
+  app.add_option("--input-scale", input_scale, "Multiply the inputs by S (before --normalize); auto: 1/255 for "
+                 "uint8 inputs, 1 for every other type. The results' input_scale attribute holds the value used")
+      ->capture_default_str()->group(model_group);
+  app.add_option("--normalize", normalize, "MEAN[,MEAN...]:STD[,STD...]: (x - MEAN) / STD per channel after "
+                 "--input-scale, one value for all channels or one per channel (axis 1 of [N, C, H, W] or of [N, "
+                 "features]; the last axis with --channels-last) [default: none]")
+      ->group(model_group);
+  app.add_flag("--channels-last", c.channels_last, "The inputs are stored [samples, H, W, C]: each batch is permuted "
+               "to [samples, C, H, W] before the model")
+      ->group(model_group);
   app.add_option("--loss", c.loss, "Loss: " + joined(runtime::lossNames(), ", "))
       ->capture_default_str()->group(model_group);
 
@@ -383,6 +427,10 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
     c.optimizer.weight_decay = parseAuto(weight_decay, "--weight-decay");
     c.optimizer.eps = parseAuto(eps, "--eps");
     c.optimizer.betas = parseBetas(betas);
+    c.input_scale = parseAuto(input_scale, "--input-scale");
+    LRFIND_INPUT_CHECK(!c.input_scale || (std::isfinite(*c.input_scale) && *c.input_scale != 0),
+                       "--input-scale must be a finite non-zero number or \"auto\", got \"", input_scale, "\"");
+    parseNormalize(normalize, c.normalize_mean, c.normalize_std);
     c.shuffle = !no_shuffle;
     c.overlap = !no_overlap;
     c.shared_memory = !no_shared_memory;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <iostream>
 #include <optional>
+#include <tuple>
 
 #include <torch/cuda.h>
 #include <torch/optim/optimizer.h>
@@ -53,17 +54,29 @@ namespace {
 // How long non-root ranks wait past --comm-timeout for rank 0 to report a stall first.
 constexpr std::chrono::milliseconds kRootGrace = std::chrono::seconds(5);
 
+// "MEAN,...:STD,..." of --normalize, "" without it.
+std::string describeNormalize(const RunConfig& c) {
+  if (c.normalize_mean.empty()) return "";
+  auto list = [](const std::vector<double>& v) {
+    std::string text;
+    for (const double x : v) text += concat(text.empty() ? "" : ",", x);
+    return text;
+  };
+  return concat(list(c.normalize_mean), ":", list(c.normalize_std));
+}
+
 // The loss and the targets must fit each other, and the model's output both.
 int64_t checkTargets(const RunConfig& c, const Dataset& data) {
+  // Where the targets are: "--data d.h5 ('y')" or "--labels l.h5:y".
+  const std::string where = data.labels_source.empty() ? concat("--data ", data.source, " ('", c.y_key, "')")
+                                                       : concat("--labels ", data.labels_source);
   if (lossTakesLabels(c.loss)) {
-    LRFIND_INPUT_CHECK(data.has_labels, "--loss ", c.loss, " needs integer class labels, but --data ",
-                       data.source, " has float targets in '", c.y_key,
-                       "'; use --loss mse, l1, smooth_l1 or bce_with_logits, or store int64 labels");
+    LRFIND_INPUT_CHECK(data.has_labels, "--loss ", c.loss, " needs integer class labels, but ", where,
+                       " has float targets; use --loss mse, l1, smooth_l1 or bce_with_logits, or store integer labels");
     return data.numClasses();
   }
-  LRFIND_INPUT_CHECK(!data.has_labels, "--loss ", c.loss, " needs float targets, but --data ", data.source,
-                     " has integer class labels in '", c.y_key,
-                     "'; use --loss cross_entropy or nll, or store float targets");
+  LRFIND_INPUT_CHECK(!data.has_labels, "--loss ", c.loss, " needs float targets, but ", where,
+                     " has integer class labels; use --loss cross_entropy or nll, or store float targets");
   return data.y.numel() / data.size();
 }
 
@@ -246,15 +259,31 @@ void loadSweepData(const RunConfig& c, const Team& team, Setup& s) {
   s.plan.world = team.size();
   s.loss_fn = makeLoss(c.loss);
   const int64_t batches_needed = c.sweep.num_training * c.sweep.accumulate;
-  const std::string key = concat(c.data, "|", c.x_key, "|", c.y_key, "|", c.seed, "|", c.batch_size, "|",
-                                 c.shuffle, "|", batches_needed);
+  const std::string key = concat(c.data, "|", c.x_key, "|", c.y_key, "|", c.labels, "|", c.seed, "|", c.batch_size,
+                                 "|", c.shuffle, "|", batches_needed, "|", c.input_scale.value_or(0), "|",
+                                 describeNormalize(c), "|", c.channels_last);
   if (key != s.data_key) {
     s.data_key.clear();
     const auto synthetic = syntheticSpec(c.data);
-    s.data = synthetic ? makeSynthetic(c.seed, *synthetic)
-                       : loadHdf5(c.data, c.x_key, c.y_key, [&](int64_t samples) {
-                           return rowsUsed(samples, s.plan, batches_needed, c.data);
-                         });
+    if (synthetic) {
+      LRFIND_INPUT_CHECK(c.labels.empty() && !c.input_scale && c.normalize_mean.empty() && !c.channels_last,
+                         "--labels, --input-scale, --normalize and --channels-last apply to an HDF5 --data file, "
+                         "not to the built-in set '", c.data, "'");
+      s.data = makeSynthetic(c.seed, *synthetic);
+    } else {
+      DataSource src;
+      src.path = c.data;
+      src.x_key = c.x_key;
+      src.y_key = c.y_key;
+      std::tie(src.labels_path, src.labels_key) = splitLabelsArgument(c.labels);
+      src.input_scale = c.input_scale;
+      src.mean = c.normalize_mean;
+      src.std = c.normalize_std;
+      src.channels_last = c.channels_last;
+      // Rank 0 tells when the read takes a while (every rank reads about as much).
+      if (team.rank() == 0) src.progress = consoleReadProgress(stderr, concat("--data ", c.data), ::isatty(STDERR_FILENO));
+      s.data = loadHdf5(src, [&](int64_t samples) { return rowsUsed(samples, s.plan, batches_needed, c.data); });
+    }
     s.data_key = key;
   }
   s.num_outputs = checkTargets(c, s.data);
@@ -303,6 +332,11 @@ RunInfo describeRun(const RunConfig& c, const Team& team, const Setup& s) {
   info.optimizer = c.optimizer.name;
   info.loss_fn = c.loss;
   info.device = s.device.str();
+  info.labels = s.data.labels_source;
+  info.input_type = s.data.input_type;
+  info.input_scale = s.data.transform.scale;
+  info.normalize = describeNormalize(c);
+  info.channels_last = s.data.transform.channels_last;
   info.batch_size = c.batch_size;
   info.global_batch_size = c.batch_size * team.size() * c.sweep.accumulate;
   info.seed = static_cast<int64_t>(c.seed);

@@ -19,6 +19,10 @@ struct RunConfig {
   std::string data = "synthetic";
   std::string x_key = "x";
   std::string y_key = "y";
+  std::string labels;                 // --labels FILE[:DATASET]; empty: y_key in `data`
+  std::optional<double> input_scale;  // unset: 1/255 for uint8 inputs, 1 for the others
+  std::vector<double> normalize_mean, normalize_std;  // per channel, after scaling; empty: none
+  bool channels_last = false;         // the file holds [N, H, W, C]
   std::string loss = "cross_entropy";
   OptimizerConfig optimizer;
   finder::SweepOptions sweep;

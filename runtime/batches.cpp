@@ -81,7 +81,8 @@ finder::Batch ShardedBatches::next() {
   indexer_.advance();
   for (auto& i : idx_vec) i = data_.localRow(i);
   at::Tensor idx = at::from_blob(idx_vec.data(), {static_cast<int64_t>(idx_vec.size())}, at::kLong);
-  finder::Batch batch{data_.x.index_select(0, idx), data_.y.index_select(0, idx)};
+  // Rows as stored (uint8 pixels stay uint8 until they are on the device).
+  finder::Batch batch{data_.stored.index_select(0, idx), data_.y.index_select(0, idx)};
   if (device_.is_cuda()) {
     // Page-locked staging (LibTorch's caching host allocator) lets the copy run as an
     // asynchronous DMA on the current stream, ordered before the forward pass.
@@ -91,6 +92,7 @@ finder::Batch ShardedBatches::next() {
     batch.input = batch.input.to(device_);
     batch.target = batch.target.to(device_);
   }
+  batch.input = modelInputs(batch.input, data_.transform);
   return batch;
 }
 

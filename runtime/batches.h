@@ -52,6 +52,8 @@ std::vector<int64_t> rowsUsed(int64_t samples, const BatchPlan& plan, int64_t ba
 class ShardedBatches final : public finder::BatchSource {
  public:
   // `data` holds every sample the plan uses (all of them, or the rows of rowsUsed()).
+  // Batches are cut from data.stored, moved to `device` in the stored type and turned
+  // into the model's float32 inputs there (modelInputs()).
   ShardedBatches(const Dataset& data, const BatchPlan& plan, c10::Device device);
 
   finder::Batch next() override;

@@ -468,6 +468,11 @@ Slot& ResultsFile::openSlot(std::size_t key, h5::Id group, std::string prefix, c
   writeAttr(f, "model", run.model);
   writeAttr(f, "data", run.data);
   writeAttr(f, "device", run.device);
+  writeAttr(f, "labels", run.labels);
+  writeAttr(f, "input_type", run.input_type);
+  writeAttr(f, "input_scale", run.input_scale);
+  writeAttr(f, "normalize", run.normalize);
+  writeAttr(f, "channels_last", static_cast<int64_t>(run.channels_last));
   writeAttr(f, "seed", run.seed);
   if (!run.config.empty()) writeAttr(f, "config", run.config);
   writeAttr(f, "steps_completed", int64_t{0});

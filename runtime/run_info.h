@@ -14,6 +14,11 @@ struct RunInfo {
   std::string optimizer;
   std::string loss_fn;
   std::string device;
+  std::string labels;         // "<file>:<dataset>" of --labels; "" when the targets are in `data`
+  std::string input_type;     // numpy's name for the stored inputs ("uint8")
+  double input_scale = 1;     // the scale used (--input-scale or the type's default)
+  std::string normalize;      // "MEAN,...:STD,..." as used; "" for none
+  bool channels_last = false;
   int64_t batch_size = 0;         // per rank
   int64_t global_batch_size = 0;  // batch_size * world * accumulate
   int64_t seed = 0;

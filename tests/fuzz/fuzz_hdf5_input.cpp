@@ -2,8 +2,8 @@
 // own parser; it describes a file (which datasets exist, their types, shapes, values,
 // chunking, attributes, groups in their place) that the harness writes with the HDF5
 // API, plus a row plan (ranks, batch size, shuffling). Then it runs what lrfind_dist
-// runs on a user's file: loadHdf5 with the plan's rows, checkLabelsFit and a few
-// batches. Contract checked: bad files give lrfind::Error (InputError or IoError) and
+// runs on a user's file: loadHdf5 with the plan's rows and a scale, --channels-last and
+// --normalize picked by the input, checkLabelsFit and a few batches (float32 inputs). Contract checked: bad files give lrfind::Error (InputError or IoError) and
 // nothing else; no crash, no sanitizer report.
 
 #include <hdf5.h>
@@ -44,7 +44,7 @@ class Bytes {
 // The element type a byte picks: numbers the loader accepts or rejects, and types it
 // must refuse with a message (strings, compounds).
 hid_t pickType(uint8_t b) {
-  switch (b % 9) {
+  switch (b % 13) {
     case 0: return H5Tcopy(H5T_NATIVE_FLOAT);
     case 1: return H5Tcopy(H5T_NATIVE_DOUBLE);
     case 2: return H5Tcopy(H5T_NATIVE_INT32);
@@ -60,6 +60,22 @@ hid_t pickType(uint8_t b) {
       hid_t c = H5Tcreate(H5T_COMPOUND, sizeof(float));
       H5Tinsert(c, "v", 0, H5T_NATIVE_FLOAT);
       return c;
+    }
+    case 9: {  // IEEE half, as h5py writes float16
+      hid_t h = H5Tcopy(H5T_IEEE_F32LE);
+      H5Tset_fields(h, 15, 10, 5, 0, 10);
+      H5Tset_size(h, 2);
+      H5Tset_ebias(h, 15);
+      return h;
+    }
+    case 10: return H5Tcopy(H5T_STD_U16BE);
+    case 11: {  // h5py's bool
+      hid_t e = H5Tenum_create(H5T_NATIVE_INT8);
+      int8_t v = 0;
+      H5Tenum_insert(e, "FALSE", &v);
+      v = 1;
+      H5Tenum_insert(e, "TRUE", &v);
+      return e;
     }
     default: return H5Tcopy(H5T_STD_I64BE);  // big-endian labels
   }
@@ -130,9 +146,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   writeEntry(file, "x", in);
   writeEntry(file, "y", in);
   H5Fclose(file);
+  // How the inputs are read, from a byte after the file's (older seeds keep their files):
+  // the scale, --channels-last, --normalize with one value or three, a read per band.
+  const uint8_t how = in.next();
+  lrfind::runtime::DataSource source;
+  source.x_key = x_key;
+  if ((how & 1) != 0) source.input_scale = (how & 2) != 0 ? 0.5 : -1.0 / 255.0;
+  source.channels_last = (how & 4) != 0;
+  if ((how & 8) != 0) {
+    source.mean.assign((how & 16) != 0 ? 3 : 1, 0.25);
+    source.std.assign(source.mean.size(), (how & 32) != 0 ? 2.0 : 0.5);
+  }
+  if ((how & 64) != 0) source.piece_bytes = 1;
 
   try {
-    const auto d = lrfind::runtime::loadHdf5(path, x_key, "y", [&](int64_t samples) {
+    source.path = path;
+    const auto d = lrfind::runtime::loadHdf5(source, [&](int64_t samples) {
       return lrfind::runtime::rowsUsed(samples, plan, batches, path);
     });
     if (d.has_labels) lrfind::runtime::checkLabelsFit(d, outputs, "fuzz");
@@ -140,6 +169,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int64_t b = 0; b < batches; ++b) {
       const auto batch = stream.next();
       if (batch.input.size(0) != plan.batch_size || batch.target.size(0) != plan.batch_size) std::abort();
+      if (batch.input.scalar_type() != c10::kFloat) std::abort();
     }
   } catch (const lrfind::Error&) {
     // The contract: bad input is an lrfind error with a message.

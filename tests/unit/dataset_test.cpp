@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "common/string.h"
 #include "runtime/batches.h"
 #include "test_util.h"
 
@@ -84,30 +85,25 @@ TEST(Hdf5Dataset, RejectsBadFilesWithOneClearLine) {
        "dataset 'x' not found (the file has: y); name the right one with --x-key"},
       {"missing_y", [](hid_t f) { writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data()); },
        "dataset 'y' not found"},
-      {"int_x",
+      {"string_x",
        [](hid_t f) {
-         writeDataset(f, "x", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
+         const hid_t str = H5Tcopy(H5T_C_S1);
+         H5Tset_size(str, 4);
+         const char text[4 * 2 + 1] = "abcdefgh";
+         writeDataset(f, "x", str, str, {4, 2}, text);
+         H5Tclose(str);
          writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
        },
-       "must be float32 or float64, got int64"},
-      {"float16_x",
+       "dataset 'x' holds strings; inputs must be numbers"},
+      {"compound_x",
        [](hid_t f) {
-         // IEEE half precision, as h5py writes numpy's float16.
-         const hid_t half = H5Tcopy(H5T_IEEE_F32LE);
-         H5Tset_fields(half, 15, 10, 5, 0, 10);
-         H5Tset_size(half, 2);
-         H5Tset_ebias(half, 15);
-         writeDataset(f, "x", half, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
-         H5Tclose(half);
+         const hid_t rec = H5Tcreate(H5T_COMPOUND, sizeof(float));
+         H5Tinsert(rec, "v", 0, H5T_NATIVE_FLOAT);
+         writeDataset(f, "x", rec, rec, {4, 2}, kX.data());
+         H5Tclose(rec);
          writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
        },
-       "must be float32 or float64, got float16;"},
-      {"uint8_y",
-       [](hid_t f) {
-         writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
-         writeDataset(f, "y", H5T_STD_U8LE, H5T_NATIVE_INT64, {4}, kY.data());
-       },
-       "int32/int64 class labels or float32/float64 targets, got uint8"},
+       "dataset 'x' holds a compound type of 4 bytes; inputs must be numbers"},
       {"rank1_x",
        [](hid_t f) {
          writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {8}, kX.data());
@@ -170,13 +166,15 @@ TEST(Hdf5Dataset, RejectsBadFilesWithOneClearLine) {
          writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
        },
        "'x' cannot be opened ("},
-      {"uint8_labels",
+      {"string_labels",
        [](hid_t f) {
          writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
-         const std::vector<uint8_t> y = {0, 1, 2, 1};
-         writeDataset(f, "y", H5T_STD_U8LE, H5T_NATIVE_UINT8, {4}, y.data());
+         const hid_t str = H5Tcopy(H5T_C_S1);
+         H5Tset_size(str, 2);
+         writeDataset(f, "y", str, str, {4}, "a\0b\0c\0d");
+         H5Tclose(str);
        },
-       "must be int32/int64 class labels or float32/float64 targets"},
+       "dataset 'y' must be integer or bool class labels, or float targets, got strings"},
   };
   TempDir dir;
   for (const auto& c : cases) {
@@ -225,6 +223,402 @@ TEST(Hdf5Dataset, ReadsOnlyThePlannedRows) {
     EXPECT_EQ(part.y[static_cast<int64_t>(i)].item<int64_t>(), all.y[rows[i]].item<int64_t>());
   }
   EXPECT_THROW(part.localRow(3), Error);
+}
+
+// IEEE half precision, as h5py writes numpy's float16 (caller closes it).
+hid_t halfType() {
+  const hid_t half = H5Tcopy(H5T_IEEE_F32LE);
+  H5Tset_fields(half, 15, 10, 5, 0, 10);
+  H5Tset_size(half, 2);
+  H5Tset_ebias(half, 15);
+  return half;
+}
+
+// h5py's bool: an enum {FALSE = 0, TRUE = 1} over int8 (caller closes it).
+hid_t boolType() {
+  const hid_t b = H5Tenum_create(H5T_NATIVE_INT8);
+  int8_t v = 0;
+  H5Tenum_insert(b, "FALSE", &v);
+  v = 1;
+  H5Tenum_insert(b, "TRUE", &v);
+  return b;
+}
+
+Dataset load(const DataSource& src, const RowPlan& plan = {}) { return loadHdf5(src, plan); }
+
+std::string loadError(const DataSource& src) {
+  try {
+    loadHdf5(src);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Every stored type against the float32 the model must get: the values as numbers,
+// times the type's default scale (1/255 for uint8 only). Signed types hold negatives;
+// float16 holds values it represents exactly.
+TEST(Hdf5Dataset, EveryNumericTypeIsHeldAsStoredAndBecomesItsFloat32) {
+  struct TypeCase {
+    const char* name;
+    hid_t file_type;
+    bool is_signed;
+    at::ScalarType held;
+  };
+  const hid_t half = halfType();
+  const std::vector<TypeCase> cases = {
+      {"uint8", H5T_STD_U8LE, false, at::kByte},    {"int8", H5T_STD_I8LE, true, at::kChar},
+      {"uint16", H5T_STD_U16LE, false, at::kInt},   {"int16", H5T_STD_I16BE, true, at::kShort},
+      {"int32", H5T_STD_I32LE, true, at::kInt},     {"uint32", H5T_STD_U32LE, false, at::kLong},
+      {"int64", H5T_STD_I64LE, true, at::kLong},    {"uint64", H5T_STD_U64LE, false, at::kDouble},
+      {"float16", half, true, at::kHalf},           {"float32", H5T_IEEE_F32BE, true, at::kFloat},
+      {"float64", H5T_IEEE_F64LE, true, at::kFloat},
+  };
+  TempDir dir;
+  const std::vector<hsize_t> dims = {6, 2, 3};
+  for (const auto& c : cases) {
+    std::vector<double> v(36);
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(i * 7 % 100) - (c.is_signed ? 40 : 0);
+    const auto path = makeFile(dir, std::string(c.name) + ".h5", [&](hid_t f) {
+      writeDataset(f, "x", c.file_type, H5T_NATIVE_DOUBLE, dims, v.data());
+      const std::vector<int64_t> y = {0, 1, 2, 1, 0, 1};
+      writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {6}, y.data());
+    });
+    const Dataset d = loadHdf5(path);
+    EXPECT_EQ(d.input_type, c.name);
+    EXPECT_EQ(d.stored.scalar_type(), c.held) << c.name;
+    EXPECT_EQ(d.stored.sizes(), (std::vector<int64_t>{6, 2, 3})) << c.name;
+    const bool pixels = std::string(c.name) == "uint8";
+    EXPECT_EQ(d.transform.scale, pixels ? 1.0 / 255.0 : 1.0) << c.name;
+    // The float32 an equivalent float file holds: x / 255 in float32 for uint8.
+    std::vector<float> expected(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      expected[i] = pixels ? static_cast<float>(v[i]) / 255.0f : static_cast<float>(v[i]);
+    }
+    const at::Tensor want = at::from_blob(expected.data(), {6, 2, 3}, at::kFloat);
+    const at::Tensor got = modelInputs(d.stored, d.transform);
+    EXPECT_EQ(got.scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::equal(got, want)) << c.name << "\n" << got << "\n" << want;
+    EXPECT_TRUE(at::equal(d.x, want.narrow(0, 0, d.x.size(0)))) << c.name << ": the model's view";
+    // The batches the sweep takes: the same rows, converted.
+    BatchPlan plan;
+    plan.batch_size = 3;
+    plan.shuffle = false;
+    ShardedBatches batches(d, plan, c10::Device(c10::DeviceType::CPU));
+    EXPECT_TRUE(at::equal(batches.next().input, want.narrow(0, 0, 3))) << c.name;
+  }
+  H5Tclose(half);
+}
+
+TEST(Hdf5Dataset, ScaleOverridesTheDefaultAndFloat32IsNotCopied) {
+  TempDir dir;
+  const auto path = makeFile(dir, "f.h5", [](hid_t f) {
+    writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
+    writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
+  });
+  DataSource src;
+  src.path = path;
+  const Dataset plain = load(src);
+  EXPECT_TRUE(plain.x.is_same(plain.stored)) << "float32 as the model takes it: one copy in memory";
+  EXPECT_TRUE(modelInputs(plain.stored, plain.transform).is_same(plain.stored));
+  src.input_scale = 0.5;
+  const Dataset half = load(src);
+  EXPECT_EQ(half.transform.scale, 0.5);
+  EXPECT_FLOAT_EQ(modelInputs(half.stored, half.transform)[3][1].item<float>(), 3.5f);
+  EXPECT_FLOAT_EQ(half.stored[3][1].item<float>(), 7.0f) << "the held rows stay as read";
+}
+
+// uint8 [N, H, W, C] with --channels-last and --normalize: the model gets
+// ((x / 255) - mean[c]) / std[c] in [N, C, H, W].
+TEST(Hdf5Dataset, ChannelsLastPermutesAndNormalizesTheLastAxis) {
+  TempDir dir;
+  std::vector<uint8_t> pixels(2 * 2 * 2 * 3);
+  for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 11);
+  const auto path = makeFile(dir, "nhwc.h5", [&](hid_t f) {
+    writeDataset(f, "x", H5T_STD_U8LE, H5T_NATIVE_UINT8, {2, 2, 2, 3}, pixels.data());
+    const std::vector<int64_t> y = {0, 1};
+    writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {2}, y.data());
+  });
+  DataSource src;
+  src.path = path;
+  src.channels_last = true;
+  src.mean = {0.5, 0.4, 0.3};
+  src.std = {0.2, 0.25, 0.5};
+  const Dataset d = load(src);
+  EXPECT_EQ(d.stored.sizes(), (std::vector<int64_t>{2, 2, 2, 3})) << "held as stored";
+  const at::Tensor got = modelInputs(d.stored, d.transform);
+  ASSERT_EQ(got.sizes(), (std::vector<int64_t>{2, 3, 2, 2}));
+  EXPECT_TRUE(got.is_contiguous());
+  for (int n = 0; n < 2; ++n) {
+    for (int h = 0; h < 2; ++h) {
+      for (int w = 0; w < 2; ++w) {
+        for (int c = 0; c < 3; ++c) {
+          const float x = static_cast<float>(pixels[((n * 2 + h) * 2 + w) * 3 + c]) / 255.0f;
+          const double want = (x - src.mean[c]) / src.std[c];
+          EXPECT_NEAR(got[n][c][h][w].item<float>(), want, 1e-6) << n << h << w << c;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(d.x.sizes(), (std::vector<int64_t>{2, 3, 2, 2})) << "built-in models size themselves from x";
+  // One value for every channel.
+  src.mean = {0.5};
+  src.std = {0.5};
+  const at::Tensor one = modelInputs(load(src).stored, load(src).transform);
+  EXPECT_NEAR(one[1][2][1][1].item<float>(), (pixels.back() / 255.0f - 0.5f) / 0.5f, 1e-6);
+}
+
+TEST(Hdf5Dataset, RefusesTransformsThatDoNotFitTheShape) {
+  TempDir dir;
+  std::vector<float> img(4 * 5 * 5 * 3, 0.5f);
+  const auto path = makeFile(dir, "img.h5", [&](hid_t f) {
+    writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 5, 5, 3}, img.data());
+    writeDataset(f, "flat", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
+    writeDataset(f, "gray", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 5, 15}, img.data());
+    writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
+  });
+  DataSource src;
+  src.path = path;
+  src.channels_last = true;
+  src.mean = {0.5, 0.5};
+  src.std = {0.2, 0.2};
+  std::string msg = loadError(src);
+  EXPECT_NE(msg.find("--normalize gives 2 means but --data " + path + ": dataset 'x' [4, 5, 5, 3] has 3 channels"),
+            std::string::npos)
+      << msg;
+  src.channels_last = false;  // axis 1: 5 channels
+  msg = loadError(src);
+  EXPECT_NE(msg.find("has 5 channels (axis 1)"), std::string::npos) << msg;
+  src.x_key = "gray";  // [N, H, W]: one channel
+  msg = loadError(src);
+  EXPECT_NE(msg.find("dataset 'gray' [4, 5, 15] has 1 channel (one channel"), std::string::npos) << msg;
+  src.mean = {0.5};
+  src.std = {0.2, 0.3};
+  msg = loadError(src);
+  EXPECT_NE(msg.find("--normalize gives 2 stds"), std::string::npos) << msg;
+  src = DataSource{};
+  src.path = path;
+  src.x_key = "flat";
+  src.channels_last = true;
+  msg = loadError(src);
+  EXPECT_NE(msg.find("--channels-last needs image inputs [samples, H, W, C], but --data " + path +
+                     ": dataset 'flat' has shape [4, 2]"),
+            std::string::npos)
+      << msg;
+}
+
+// Labels of every integer type and bool, with trailing size-1 axes, all the same int64
+// labels; float targets [N, 1] keep their shape.
+TEST(Hdf5Dataset, LabelsOfAnyIntegerTypeAndShape) {
+  TempDir dir;
+  const std::vector<int64_t> labels = {0, 1, 1, 0};
+  const hid_t boolean = boolType();
+  struct LabelCase {
+    const char* name;
+    hid_t file_type;
+    hid_t mem_type;
+    std::vector<hsize_t> dims;
+  };
+  const std::vector<LabelCase> cases = {
+      {"uint8_n111", H5T_STD_U8LE, H5T_NATIVE_INT64, {4, 1, 1, 1}}, {"int16_n1", H5T_STD_I16BE, H5T_NATIVE_INT64, {4, 1}},
+      {"uint64", H5T_STD_U64LE, H5T_NATIVE_INT64, {4}},            {"int8", H5T_STD_I8LE, H5T_NATIVE_INT64, {4}},
+      {"bool", boolean, boolean, {4, 1}},
+  };
+  for (const auto& c : cases) {
+    const std::vector<int8_t> small(labels.begin(), labels.end());
+    const auto path = makeFile(dir, std::string(c.name) + ".h5", [&](hid_t f) {
+      writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
+      writeDataset(f, "y", c.file_type, c.mem_type, c.dims,
+                   c.mem_type == boolean ? static_cast<const void*>(small.data()) : labels.data());
+    });
+    const Dataset d = loadHdf5(path);
+    EXPECT_TRUE(d.has_labels) << c.name;
+    EXPECT_EQ(d.y.scalar_type(), at::kLong) << c.name;
+    EXPECT_EQ(d.y.sizes(), (std::vector<int64_t>{4})) << c.name;
+    EXPECT_TRUE(at::equal(d.y, at::tensor(labels))) << c.name << ": " << d.y;
+  }
+  H5Tclose(boolean);
+  const auto path = makeFile(dir, "targets.h5", [&](hid_t f) {
+    writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
+    writeDataset(f, "y", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 1}, kX.data());
+  });
+  const Dataset d = loadHdf5(path);
+  EXPECT_FALSE(d.has_labels);
+  EXPECT_EQ(d.y.sizes(), (std::vector<int64_t>{4, 1}));
+}
+
+// PatchCamelyon's layout: the labels in a file of their own.
+TEST(Hdf5Dataset, LabelsFromAnotherFile) {
+  TempDir dir;
+  const auto data = makeFile(dir, "x.h5", [](hid_t f) {
+    writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
+  });
+  const auto labels = makeFile(dir, "labels.h5", [](hid_t f) {
+    writeDataset(f, "y", H5T_STD_U8LE, H5T_NATIVE_INT64, {4, 1, 1, 1}, kY.data());
+    writeDataset(f, "short", H5T_STD_I64LE, H5T_NATIVE_INT64, {3}, kY.data());
+  });
+  DataSource src;
+  src.path = data;
+  src.labels_path = labels;
+  const Dataset d = load(src, [](int64_t) { return std::vector<int64_t>{1, 3}; });
+  EXPECT_EQ(d.labels_source, labels + ":y");
+  EXPECT_EQ(d.y.sizes(), (std::vector<int64_t>{2}));
+  EXPECT_EQ(d.y[0].item<int64_t>(), 1);
+  EXPECT_EQ(d.y[1].item<int64_t>(), 1);
+  src.labels_key = "short";
+  std::string msg = loadError(src);
+  EXPECT_NE(msg.find("--labels " + labels + ": dataset 'short' has 3 samples but --data " + data +
+                     ": dataset 'x' has 4; they must agree"),
+            std::string::npos)
+      << msg;
+  src.labels_key = "nope";
+  msg = loadError(src);
+  EXPECT_NE(msg.find("--labels " + labels + ": dataset 'nope' not found (the file has: short, y)"), std::string::npos)
+      << msg;
+  src.labels_key.clear();
+  src.labels_path = dir.file("missing.h5");
+  EXPECT_NE(loadError(src).find("--labels " + dir.file("missing.h5") + ": no such file"), std::string::npos);
+  // The data file alone has no 'y': the message says where the labels could come from.
+  EXPECT_NE(loadError(data).find("dataset 'y' not found (the file has: x)"), std::string::npos);
+}
+
+TEST(Hdf5Dataset, LabelsArgumentSplitsAtTheLastColon) {
+  TempDir dir;
+  EXPECT_EQ(splitLabelsArgument("l.h5"), (std::pair<std::string, std::string>{"l.h5", ""}));
+  EXPECT_EQ(splitLabelsArgument("l.h5:labels/y"), (std::pair<std::string, std::string>{"l.h5", "labels/y"}));
+  const std::string odd = dir.file("a:b.h5");
+  std::ofstream(odd) << "x";
+  EXPECT_EQ(splitLabelsArgument(odd), (std::pair<std::string, std::string>{odd, ""}));
+}
+
+// The same rows with the same values from gzip files of several chunk shapes (h5py's
+// guess among them), in pieces of a few bands or one.
+TEST(Hdf5Dataset, CompressedChunkShapesReadTheSameRows) {
+  TempDir dir;
+  const std::vector<hsize_t> dims = {300, 3, 4, 5};
+  std::vector<float> values(300 * 3 * 4 * 5);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i % 1009) * 0.25f;
+  std::vector<int64_t> y(300);
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<int64_t>(i % 7);
+  const std::vector<std::vector<hsize_t>> chunks = {{1, 3, 4, 5}, {19, 1, 2, 5}, {64, 3, 4, 5}, {300, 3, 4, 5},
+                                                    {7, 2, 3, 4}};
+  BatchPlan plan;
+  plan.batch_size = 10;
+  plan.world = 2;
+  plan.rank = 1;
+  plan.seed = 5;
+  const auto rows = rowsUsed(300, plan, 6, "test");
+  auto expectRows = [&](const Dataset& d, const std::string& what) {
+    ASSERT_EQ(d.size(), static_cast<int64_t>(rows.size())) << what;
+    const at::Tensor all = at::from_blob(values.data(), {300, 3, 4, 5}, at::kFloat);
+    const at::Tensor index = at::tensor(rows);
+    EXPECT_TRUE(at::equal(d.stored, all.index_select(0, index))) << what;
+    EXPECT_TRUE(at::equal(d.y, at::tensor(y).index_select(0, index))) << what;
+  };
+  for (const auto& chunk : chunks) {
+    const std::string name = concat("c", chunk[0], "_", chunk[1], "_", chunk[2], "_", chunk[3], ".h5");
+    const auto path = makeFile(dir, name, [&](hid_t f) {
+      const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+      H5Pset_chunk(dcpl, 4, chunk.data());
+      if (chunk[0] % 2 == 1) H5Pset_shuffle(dcpl);
+      H5Pset_deflate(dcpl, 4);
+      const hid_t space = H5Screate_simple(4, dims.data(), nullptr);
+      const hid_t ds = H5Dcreate2(f, "x", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+      ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+      H5Dclose(ds);
+      H5Sclose(space);
+      H5Pclose(dcpl);
+      writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {300}, y.data());
+    });
+    for (const int64_t piece : {int64_t{1}, int64_t{20000}, int64_t{64} << 20}) {
+      DataSource src;
+      src.path = path;
+      src.piece_bytes = piece;
+      std::vector<std::pair<int64_t, int64_t>> calls;
+      src.progress = [&](int64_t done, int64_t total) { calls.emplace_back(done, total); };
+      expectRows(load(src, [&](int64_t) { return rows; }), concat(name, " pieces of ", piece));
+      ASSERT_FALSE(calls.empty());
+      EXPECT_EQ(calls.back(), (std::pair<int64_t, int64_t>{static_cast<int64_t>(rows.size()),
+                                                           static_cast<int64_t>(rows.size())}));
+      if (piece == 1 && chunk[0] < 300) {
+        EXPECT_GT(calls.size(), 1u) << name << ": a piece per band";
+      }
+    }
+  }
+}
+
+TEST(Hdf5Dataset, MissingKeyListsDatasetsAtEveryDepth) {
+  TempDir dir;
+  const auto path = makeFile(dir, "nested.h5", [](hid_t f) {
+    const hid_t g = H5Gcreate2(f, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const hid_t inner = H5Gcreate2(g, "inputs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    writeDataset(inner, "images", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
+    writeDataset(g, "labels", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
+    H5Gclose(inner);
+    H5Gclose(g);
+    for (int i = 0; i < 30; ++i) {
+      writeDataset(f, concat("extra", i < 10 ? "0" : "", i).c_str(), H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
+    }
+  });
+  const std::string msg = loadError(path);
+  EXPECT_NE(msg.find("dataset 'x' not found (the file has: extra00, extra01"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(", extra19 and more); name the right one with --x-key"), std::string::npos)
+      << msg << ": 20 names, then that there are more";
+  const auto small = makeFile(dir, "small.h5", [](hid_t f) {
+    const hid_t g = H5Gcreate2(f, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    writeDataset(g, "images", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 2}, kX.data());
+    H5Gclose(g);
+  });
+  EXPECT_NE(loadError(small).find("(the file has: train/images)"), std::string::npos) << loadError(small);
+}
+
+// A filter this HDF5 lacks (lzf is h5py's own; tests/cli/bad_input_test.cpp reads a
+// real lzf file when h5py is there): exit code 2 and how to rewrite the file.
+TEST(Hdf5Dataset, FilterThisHdf5LacksIsNamedWithTheFix) {
+  TempDir dir;
+  ASSERT_LE(H5Zfilter_avail(32000), 0) << "this HDF5 has lzf; the test needs a filter it lacks";
+  const auto path = makeFile(dir, "lzf.h5", [](hid_t f) {
+    const hsize_t dims[2] = {4, 2}, chunk[2] = {2, 2};
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 2, chunk);
+    // Optional: HDF5 creates the dataset without the filter's code.
+    H5Pset_filter(dcpl, 32000, H5Z_FLAG_OPTIONAL, 0, nullptr);
+    const hid_t space = H5Screate_simple(2, dims, nullptr);
+    const hid_t ds = H5Dcreate2(f, "x", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (ds >= 0) {
+      H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, kX.data());
+      H5Dclose(ds);
+    }
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, kY.data());
+  });
+  const std::string msg = loadError(path);
+  if (msg.find("not found") != std::string::npos) GTEST_SKIP() << "this HDF5 cannot create the dataset: " << msg;
+  EXPECT_NE(msg.find("--data " + path + ": dataset 'x' is compressed with the lzf filter (id 32000), which this HDF5 "
+                     "cannot decode; rewrite the file with gzip: h5repack -f GZIP=4 in.h5 out.h5"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(Hdf5Dataset, LabelOutOfRangeNamesTheFirstSample) {
+  TempDir dir;
+  const std::vector<int64_t> y = {0, 1, 5, 1, 7, 0};
+  const std::vector<float> x(12, 0.5f);
+  const auto path = makeFile(dir, "big_labels.h5", [&](hid_t f) {
+    writeDataset(f, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {6, 2}, x.data());
+    writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {6}, y.data());
+  });
+  const Dataset part = loadHdf5(path, "x", "y", [](int64_t) { return std::vector<int64_t>{1, 2, 4}; });
+  try {
+    checkLabelsFit(part, 3, "cnn");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("label 7 is out of range for --model cnn, which has 3 outputs; labels must "
+                                         "be 0 … 2 (the first out of range: 5 at sample 2)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Batches, RowsUsedAreExactlyWhatTheBatchesTouch) {
