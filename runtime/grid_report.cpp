@@ -176,7 +176,8 @@ std::string renderGridJson(const std::vector<GridAxis>& axes, const std::vector<
                   {"started_at", s.started_at},
                   {"ended_at", s.ended_at},
                   {"steps_completed", s.result.stepsCompleted()},
-                  {"stop_reason", finder::toString(s.result.stop_reason)}};
+                  {"stop_reason", finder::toString(s.result.stop_reason)},
+                  {"stop_rule", s.result.stop_test}};
     if (!s.result.error.empty()) sweep["error"] = s.result.error;
     sweep["suggested_lr"] = found(c) ? number<Json>(c->lr) : Json();
     sweep["suggest_method"] = finder::toString(s.result.method);

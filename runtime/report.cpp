@@ -160,6 +160,8 @@ std::string renderJson(const finder::SweepResult& result, const finder::SweepOpt
       {"suggest_method", finder::toString(result.method)},
       {"suggestions", suggestions},
       {"stop_reason", finder::toString(result.stop_reason)},
+      {"stop_rule", result.stop_test},
+      {"stop_scale", number<json>(result.stop_scale)},
       {"steps_completed", result.stepsCompleted()},
       {"results", results_path},
       {"config", config},
@@ -440,6 +442,7 @@ std::string renderSummary(const finder::SweepResult& result, const finder::Sweep
   const auto n = result.stepsCompleted();
   os << "lrfind: " << n << " of " << options.num_training << " steps, stop reason: "
      << finder::toString(result.stop_reason);
+  if (result.stop_test == "shift") os << " (the shift test: the best loss was 1e-8 or less)";
   if (n > 0) os << " (last lr " << formatLr(result.lr.back()) << ")";
   os << "\n  method     lr          step\n";
   for (const auto& s : result.suggestions) {
