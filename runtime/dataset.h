@@ -9,9 +9,10 @@
 // any integer type or bool ([samples], trailing size-1 dimensions dropped), held as
 // int64, or float targets [samples, ...], held as float32.
 //
-// Reading: only the rows the plan asks for, in a few H5Dread calls, each one selection
-// of whole bands of the dataset's chunks along the sample axis, so that no compressed
-// chunk is decompressed twice.
+// Reading: only the rows the plan asks for, in pieces of whole bands of the dataset's
+// chunks along the sample axis, each read as OR'ed selections of up to 512 runs of rows
+// with a chunk cache that holds the piece, so that no compressed chunk is decompressed
+// twice.
 
 #include <cstdint>
 #include <cstdio>

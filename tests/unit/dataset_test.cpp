@@ -547,6 +547,43 @@ TEST(Hdf5Dataset, CompressedChunkShapesReadTheSameRows) {
   }
 }
 
+// More runs of rows than one selection takes (512): every other row of 3000, from a
+// contiguous and a gzip file, in one piece and in many.
+TEST(Hdf5Dataset, ManyRunsOfRowsReadInSeveralSelections) {
+  TempDir dir;
+  const hsize_t n = 3000;
+  std::vector<float> values(n * 4);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  std::vector<int64_t> y(n, 1);
+  std::vector<int64_t> rows;
+  for (int64_t r = 0; r < static_cast<int64_t>(n); r += 2) rows.push_back(r);
+  for (const bool gzip : {false, true}) {
+    const auto path = makeFile(dir, gzip ? "gzip.h5" : "plain.h5", [&](hid_t f) {
+      const hsize_t dims[2] = {n, 4}, chunk[2] = {700, 2};
+      const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+      if (gzip) {
+        H5Pset_chunk(dcpl, 2, chunk);
+        H5Pset_deflate(dcpl, 4);
+      }
+      const hid_t space = H5Screate_simple(2, dims, nullptr);
+      const hid_t ds = H5Dcreate2(f, "x", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+      ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+      H5Dclose(ds);
+      H5Sclose(space);
+      H5Pclose(dcpl);
+      writeDataset(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT64, {n}, y.data());
+    });
+    for (const int64_t piece : {int64_t{1}, int64_t{64} << 20}) {
+      DataSource src;
+      src.path = path;
+      src.piece_bytes = piece;
+      const Dataset d = load(src, [&](int64_t) { return rows; });
+      const at::Tensor all = at::from_blob(values.data(), {static_cast<int64_t>(n), 4}, at::kFloat);
+      EXPECT_TRUE(at::equal(d.stored, all.index_select(0, at::tensor(rows)))) << path << ", pieces of " << piece;
+    }
+  }
+}
+
 TEST(Hdf5Dataset, MissingKeyListsDatasetsAtEveryDepth) {
   TempDir dir;
   const auto path = makeFile(dir, "nested.h5", [](hid_t f) {
