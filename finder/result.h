@@ -34,6 +34,7 @@ struct SweepResult {
   double stop_scale = 0.0;
   std::string error;  // set with kError
   std::vector<Suggestion> suggestions;  // every method, allSuggestMethods() order
+  std::string suggestion_warning;       // edgeWarning() of the chosen method; "" for none
   SuggestMethod method = SuggestMethod::kSteepest;
   int world_size = 1;
 

@@ -161,6 +161,30 @@ Suggestion suggestOn(SuggestMethod method, const Points& p, const SuggestInput& 
 
 Suggestion suggest(SuggestMethod method, const SuggestInput& in) { return suggestOn(method, usablePoints(in), in); }
 
+std::string edgeWarning(const std::vector<Suggestion>& all, SuggestMethod chosen, const SuggestInput& in) {
+  const Points p = usablePoints(in);
+  if (p.size() < 3) return "";
+  const int64_t first = p.step.front(), last = p.step.back();
+  auto pick = [&](SuggestMethod m) -> const Suggestion* {
+    for (const auto& s : all) {
+      if (s.method == m && s.found) return &s;
+    }
+    return nullptr;
+  };
+  const Suggestion* mine = pick(chosen);
+  if (mine == nullptr || (mine->index != first && mine->index != last)) return "";
+  for (const auto m : {SuggestMethod::kValley, SuggestMethod::kSteepest, SuggestMethod::kSteep, SuggestMethod::kMinimum,
+                       SuggestMethod::kSlide}) {
+    const Suggestion* other = m == chosen ? nullptr : pick(m);
+    if (other == nullptr || other->index == first || other->index == last) continue;
+    return concat(toString(chosen), " picked the ", mine->index == first ? "first" : "last", " usable point (step ",
+                  mine->index, ", lr ", mine->lr, "): the curve may be too noisy there, or ", in.name("max_lr"),
+                  " too low to reach the end of the descent; ", toString(m), " suggests ", other->lr, " (",
+                  in.name("suggest"), " ", toString(m), ")");
+  }
+  return "";
+}
+
 std::vector<Suggestion> suggestAll(const SuggestInput& in) {
   const Points p = usablePoints(in);  // filtered once for all methods
   std::vector<Suggestion> out;

@@ -45,6 +45,12 @@ Suggestion suggest(SuggestMethod method, const SuggestInput& in);
 // Every method, in allSuggestMethods() order.
 std::vector<Suggestion> suggestAll(const SuggestInput& in);
 
+// When `chosen`'s pick is the first or the last point the methods see (a noisy curve's
+// steepest descent at its very start, say), a warning that names another method whose
+// pick lies inside, with its lr: valley first, then steepest, steep, minimum, slide.
+// "" when the pick is inside, or when no other method has a pick inside to offer.
+std::string edgeWarning(const std::vector<Suggestion>& all, SuggestMethod chosen, const SuggestInput& in);
+
 // numpy.gradient(y, x) with edge_order=1; x strictly increasing, y.size() >= 2.
 std::vector<double> gradient(const std::vector<double>& y, const std::vector<double>& x);
 

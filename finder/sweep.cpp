@@ -260,11 +260,10 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
   if (is_root) {
     result.stop_test = toString(stop_rule.decidedBy());
     result.stop_scale = stop_rule.scale();
-  }
-
-  if (is_root) {
-    result.suggestions =
-        suggestAll({result.lr, result.loss, options.mode, options.skip_begin, options.skip_end, context.option_name});
+    const SuggestInput input{result.lr, result.loss, options.mode, options.skip_begin, options.skip_end,
+                             context.option_name};
+    result.suggestions = suggestAll(input);
+    result.suggestion_warning = edgeWarning(result.suggestions, options.suggest, input);
     notify([&] { observer->onEnd(result); });
   }
   if (context.check_consistency && result.stop_reason != StopReason::kError &&

@@ -179,6 +179,7 @@ std::string renderGridJson(const std::vector<GridAxis>& axes, const std::vector<
                   {"stop_reason", finder::toString(s.result.stop_reason)},
                   {"stop_rule", s.result.stop_test}};
     if (!s.result.error.empty()) sweep["error"] = s.result.error;
+    if (!s.result.suggestion_warning.empty()) sweep["suggestion_warning"] = s.result.suggestion_warning;
     sweep["suggested_lr"] = found(c) ? number<Json>(c->lr) : Json();
     sweep["suggest_method"] = finder::toString(s.result.method);
     sweep["suggestions"] = suggestions;

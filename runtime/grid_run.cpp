@@ -91,6 +91,7 @@ std::string encodeStart(const GridSweep& s) {
   Writer w(Kind::kStart);
   w.put(static_cast<uint64_t>(s.index)).put(static_cast<int32_t>(s.group)).put(s.started_at);
   w.put(i.model).put(i.data).put(i.optimizer).put(i.loss_fn).put(i.device);
+  w.put(i.labels).put(i.input_type).put(i.input_scale).put(i.normalize).put(static_cast<uint8_t>(i.channels_last));
   w.put(i.batch_size).put(i.global_batch_size).put(i.seed).put(static_cast<int32_t>(i.world_size));
   return w.take();
 }
@@ -261,8 +262,10 @@ void GridCollector::onEnd(std::size_t index, const finder::SweepResult& end, dou
   s.result.stop_test = end.stop_test;
   s.result.stop_scale = end.stop_scale;
   s.result.error = end.error;
-  s.result.suggestions = finder::suggestAll(
-      {s.result.lr, s.result.loss, s.options.mode, s.options.skip_begin, s.options.skip_end, flagName});
+  const finder::SuggestInput input{s.result.lr, s.result.loss, s.options.mode, s.options.skip_begin,
+                                  s.options.skip_end, flagName};
+  s.result.suggestions = finder::suggestAll(input);
+  s.result.suggestion_warning = finder::edgeWarning(s.result.suggestions, s.options.suggest, input);
   if (reason == finder::StopReason::kInterrupted) interrupted_ = true;
   ++ended_;
   const auto& chosen = s.result.suggestion();
@@ -300,6 +303,11 @@ void GridCollector::handle(const comm::Message& m) {
       s.info.optimizer = r.text();
       s.info.loss_fn = r.text();
       s.info.device = r.text();
+      s.info.labels = r.text();
+      s.info.input_type = r.text();
+      s.info.input_scale = r.get<double>();
+      s.info.normalize = r.text();
+      s.info.channels_last = r.get<uint8_t>() != 0;
       s.info.batch_size = r.get<int64_t>();
       s.info.global_batch_size = r.get<int64_t>();
       s.info.seed = r.get<int64_t>();

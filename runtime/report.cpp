@@ -161,6 +161,7 @@ std::string renderJson(const finder::SweepResult& result, const finder::SweepOpt
       {"suggestions", suggestions},
       {"stop_reason", finder::toString(result.stop_reason)},
       {"stop_rule", result.stop_test},
+      {"suggestion_warning", result.suggestion_warning},
       {"stop_scale", number<json>(result.stop_scale)},
       {"steps_completed", result.stepsCompleted()},
       {"results", results_path},
@@ -455,6 +456,7 @@ std::string renderSummary(const finder::SweepResult& result, const finder::Sweep
   const auto& chosen = result.suggestion();
   if (chosen.found) {
     os << "suggested lr: " << formatLr(chosen.lr) << " (" << finder::toString(chosen.method) << ")\n";
+    if (!result.suggestion_warning.empty()) os << "warning: " << result.suggestion_warning << "\n";
   } else {
     os << "no suggestion: " << chosen.note << "\n";
   }

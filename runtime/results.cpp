@@ -531,6 +531,7 @@ void ResultsFile::endSlot(Slot& slot, const finder::SweepResult& result) {
   writeAttr(f, "stop_reason", std::string(finder::toString(result.stop_reason)));
   writeAttr(f, "stop_rule", result.stop_test);
   writeAttr(f, "stop_scale", result.stop_scale);
+  writeAttr(f, "suggestion_warning", result.suggestion_warning);
   if (!result.error.empty()) writeAttr(f, "error", result.error);
   writeAttr(f, "complete", int64_t{ended ? 1 : 0});
 }

@@ -48,6 +48,14 @@ void expectSameCurve(const runtime::ResultsData& a, const runtime::ResultsData& 
     EXPECT_TRUE(sameNumber(value, b.suggestions.at(name))) << what << " " << name;
   }
   EXPECT_EQ(a.strings.at("stop_reason"), b.strings.at("stop_reason")) << what;
+  // What the run records besides the curve, also for sweeps that another rank group ran
+  // (sent to rank 0 in its start message).
+  for (const char* key : {"model", "data", "optimizer", "loss_fn", "input_type", "normalize", "labels", "stop_rule"}) {
+    EXPECT_EQ(a.strings.at(key), b.strings.at(key)) << what << " " << key;
+  }
+  for (const char* key : {"input_scale", "channels_last", "batch_size", "global_batch_size", "seed", "world_size"}) {
+    EXPECT_EQ(a.numbers.at(key), b.numbers.at(key)) << what << " " << key;
+  }
 }
 
 // Every grid point once, in grid order, and /summary row i says what /sweeps/i says.

@@ -203,5 +203,26 @@ TEST(Suggest, SteepByHand) {
   EXPECT_EQ(s.lr, 1e-2);
 }
 
+// A curve whose steepest descent is its very first usable point (a noisy start): the
+// warning names valley's pick inside the curve; a pick inside gives no warning.
+TEST(Suggest, EdgePickWarnsWithAnotherMethodsValue) {
+  auto lr = expLrs(40);
+  std::vector<double> loss;
+  for (int i = 0; i < 40; ++i) loss.push_back(i < 11 ? 3.0 - 0.1 * i : 2.0 - 0.01 * (i - 10) + (i > 30 ? 0.05 * (i - 30) : 0));
+  loss[10] = 3.0;  // a plunge right after the first usable point (skip_begin 10)
+  loss[11] = 1.0;
+  const SuggestInput in{lr, loss, Mode::kExponential, 10, 1};
+  const auto all = suggestAll(in);
+  const auto& steepest = all[0];
+  ASSERT_EQ(steepest.method, SuggestMethod::kSteepest);
+  ASSERT_TRUE(steepest.found);
+  ASSERT_EQ(steepest.index, 10) << "the fixture's steepest point is the first usable one";
+  const std::string warning = edgeWarning(all, SuggestMethod::kSteepest, in);
+  EXPECT_NE(warning.find("steepest picked the first usable point (step 10"), std::string::npos) << warning;
+  EXPECT_NE(warning.find("valley suggests"), std::string::npos) << warning;
+  // Valley's own pick lies inside: no warning for it.
+  EXPECT_EQ(edgeWarning(all, SuggestMethod::kValley, in), "");
+}
+
 }  // namespace
 }  // namespace lrfind::finder
