@@ -240,19 +240,27 @@ TEST(GridCli, FailureInOneRankGroupEndsTheGridWithOneMessage) {
   EXPECT_EQ(g.sweeps.at(3).strings.at("stop_reason"), "error");
 }
 
+// The 4-seed grid at np 2, one rank per sweep, with LRFIND_FAULT_INJECT=`fault`, run in
+// the background to its end (at most 30 s): how it ended. The full path in the flags is
+// how processesMentioning() finds the ranks.
+JobEnd runFaultyGrid(const TempDir& dir, const std::string& fault, const std::string& flags) {
+  ::setenv("LRFIND_FAULT_INJECT", fault.c_str(), 1);
+  Job job(dir,
+          std::string(kCommon) + "--grid seed=0,1,2,3 --ranks-per-sweep 1 " + flags + " --out '" +
+              dir.file("lrfind.h5") + "'",
+          mpirunBare(2));
+  ::unsetenv("LRFIND_FAULT_INJECT");
+  EXPECT_TRUE(waitForSize(dir.file("lrfind.h5.partial"), 0)) << slurp(dir.file("stderr.txt"));
+  const auto ranks = processesMentioning(dir.path().string());
+  EXPECT_GE(ranks.size(), 2u) << "both ranks run";
+  return waitForJobEnd(job, dir.path().string(), ranks, 30.0 * timeScale());
+}
+
 // kill -9 of a rank in its second sweep: the launcher ends the job, no process is left,
 // and <out>.partial opens with the sweeps that had finished.
 TEST(GridCli, RankKilledMidGridLeavesTheFinishedSweeps) {
   TempDir dir;
-  ::setenv("LRFIND_FAULT_INJECT", "1:55:kill", 1);  // rank 1's 2nd sweep, at its step 25
-  // The full path in the flags: how processesMentioning() finds this test's ranks.
-  Job job(dir, std::string(kCommon) + "--grid seed=0,1,2,3 --ranks-per-sweep 1 --out '" + dir.file("lrfind.h5") + "'",
-          mpirunBare(2));
-  ::unsetenv("LRFIND_FAULT_INJECT");
-  ASSERT_TRUE(waitForSize(dir.file("lrfind.h5.partial"), 0)) << slurp(dir.file("stderr.txt"));
-  const auto ranks = processesMentioning(dir.path().string());
-  ASSERT_GE(ranks.size(), 2u) << "both ranks run";
-  const JobEnd end = waitForJobEnd(job, dir.path().string(), ranks, 30.0 * timeScale());
+  const JobEnd end = runFaultyGrid(dir, "1:55:kill", "");  // rank 1's 2nd sweep, at its step 25
   ASSERT_TRUE(end.code.has_value()) << "the launcher is still running 30 s after the kill";
   EXPECT_NE(*end.code, 0);
   EXPECT_TRUE(end.all_gone) << "a rank outlived the job";
@@ -271,16 +279,7 @@ TEST(GridCli, RankKilledMidGridLeavesTheFinishedSweeps) {
 // finished sweeps stay in <out>.partial.
 TEST(GridCli, StalledRankGroupEndsTheJobWithinTheTimeout) {
   TempDir dir;
-  ::setenv("LRFIND_FAULT_INJECT", "1:40:stall", 1);  // rank 1's 2nd sweep, at its step 10
-  Job job(dir,
-          std::string(kCommon) + "--grid seed=0,1,2,3 --ranks-per-sweep 1 --comm-timeout 3 --out '" +
-              dir.file("lrfind.h5") + "'",
-          mpirunBare(2));
-  ::unsetenv("LRFIND_FAULT_INJECT");
-  ASSERT_TRUE(waitForSize(dir.file("lrfind.h5.partial"), 0)) << slurp(dir.file("stderr.txt"));
-  const auto ranks = processesMentioning(dir.path().string());
-  ASSERT_GE(ranks.size(), 2u) << "both ranks run";
-  const JobEnd end = waitForJobEnd(job, dir.path().string(), ranks, 30.0 * timeScale());
+  const JobEnd end = runFaultyGrid(dir, "1:40:stall", "--comm-timeout 3");  // rank 1's 2nd sweep, step 10
   ASSERT_TRUE(end.code.has_value()) << "the job is still running; stderr: " << slurp(dir.file("stderr.txt"));
   EXPECT_EQ(*end.code, 3) << slurp(dir.file("stderr.txt"));
   EXPECT_TRUE(end.all_gone) << "a rank outlived the job";
