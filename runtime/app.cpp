@@ -191,15 +191,6 @@ struct GridRun {
   int groups = 1;
 };
 
-// "sweep 3 (optimizer=sgd, momentum=0)"
-std::string describePoint(const GridPoint& p) {
-  std::string text = concat("sweep ", p.index, " (");
-  for (std::size_t a = 0; a < p.values.size(); ++a) {
-    text += concat(a == 0 ? "" : ", ", p.values[a].first, "=", p.values[a].second);
-  }
-  return text + ")";
-}
-
 // Flag checks fail the same way on every rank: agreed without talking. With a grid the
 // checks are every sweep's (the shared flags alone are no sweep), and `grid` gets the plan.
 void validateAgreed(const RunConfig& c, int world_size, GridRun* grid) {
@@ -219,7 +210,7 @@ void validateAgreed(const RunConfig& c, int world_size, GridRun* grid) {
       try {
         validate(pc);
       } catch (const InputError& e) {
-        throw InputError(concat("--grid ", describePoint(point), ": ", e.what()));
+        throw InputError(concat("--grid ", describeGridPoint(point), ": ", e.what()));
       }
       costs.push_back(sweepCost(pc.sweep.num_training, pc.batch_size, pc.sweep.accumulate));
       grid->configs.push_back(std::move(pc));
@@ -654,7 +645,7 @@ int runGrid(const RunConfig& c, World& world, const std::optional<Fault>& fault,
       if (grid.group_of[i] != my_group) continue;
       // The leader says whether the group goes on: rank 0 may have asked it to stop.
       at::Tensor go = at::full({1}, interrupted() ? 0 : 1, at::kLong);
-      team.comm.setLabel(concat("before ", describePoint(grid.points[i])));
+      team.comm.setLabel(concat("before ", describeGridPoint(grid.points[i])));
       team.comm.broadcast(go);
       if (go.item<int64_t>() == 0) break;
       const RunConfig& pc = grid.configs[i];

@@ -122,6 +122,14 @@ std::vector<GridPoint> gridPoints(const std::vector<GridAxis>& grid) {
   return points;
 }
 
+std::string describeGridPoint(const GridPoint& point) {
+  std::string text = concat("sweep ", point.index);
+  for (std::size_t a = 0; a < point.values.size(); ++a) {
+    text += concat(a == 0 ? " (" : ", ", point.values[a].first, "=", point.values[a].second);
+  }
+  return point.values.empty() ? text : text + ")";
+}
+
 double sweepCost(int64_t num_training, int64_t batch_size, int64_t accumulate) {
   return static_cast<double>(num_training) * static_cast<double>(batch_size) * static_cast<double>(accumulate);
 }

@@ -63,6 +63,9 @@ struct GridPoint {
 GridPoint gridPoint(const std::vector<GridAxis>& grid, std::size_t index);
 std::vector<GridPoint> gridPoints(const std::vector<GridAxis>& grid);
 
+// How messages name a sweep: "sweep 3 (optimizer=sgd, momentum=0)"; "sweep 0" without axes.
+std::string describeGridPoint(const GridPoint& point);
+
 // A sweep's cost for sweepGroups(): optimizer steps x batch size x micro-batches, the
 // samples it trains on (--num-training x --batch-size x --accumulate).
 double sweepCost(int64_t num_training, int64_t batch_size, int64_t accumulate);

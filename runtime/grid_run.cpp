@@ -220,15 +220,6 @@ GridReporter& GridCollector::localReporter() { return *local_; }
 
 std::string GridCollector::currentPath() const { return writer_->currentPath(); }
 
-std::string GridCollector::describeSweep(std::size_t index) const {
-  std::string text = concat("sweep ", index);
-  const auto& values = plan_.points[index].values;
-  for (std::size_t a = 0; a < values.size(); ++a) {
-    text += concat(a == 0 ? " (" : ", ", values[a].first, "=", values[a].second);
-  }
-  return values.empty() ? text : text + ")";
-}
-
 void GridCollector::onStart(const GridSweep& header) {
   LRFIND_CHECK(header.index < sweeps_.size() && !sweeps_[header.index], "grid: sweep ", header.index,
                " started twice or out of range");
@@ -271,7 +262,7 @@ void GridCollector::onEnd(std::size_t index, const finder::SweepResult& end, dou
   const auto& chosen = s.result.suggestion();
   const std::string group = plan_.groups > 1 ? concat(" on rank group ", s.group) : std::string();
   std::fprintf(stderr, "lrfind_dist: %s%s: %s after %lld steps, suggested lr %s [%zu/%zu sweeps]\n",
-               describeSweep(index).c_str(), group.c_str(), finder::toString(reason),
+               describeGridPoint(plan_.points[index]).c_str(), group.c_str(), finder::toString(reason),
                static_cast<long long>(s.result.stepsCompleted()), chosen.found ? formatLr(chosen.lr).c_str() : "none",
                ended_, plan_.points.size());
   worker_->submit([this, copy = s] { writer_->endSweep(copy); });
@@ -280,8 +271,8 @@ void GridCollector::onEnd(std::size_t index, const finder::SweepResult& end, dou
 void GridCollector::onFailed(std::size_t index, const std::string& text, int exit_code) {
   if (failure_.empty()) {
     // The text numbers ranks within the group (its sweep's communicator).
-    failure_ = plan_.groups > 1 ? concat(describeSweep(index), " on rank group ", plan_.group_of[index], ": ", text)
-                                : concat(describeSweep(index), ": ", text);
+    failure_ = plan_.groups > 1 ? concat(describeGridPoint(plan_.points[index]), " on rank group ", plan_.group_of[index], ": ", text)
+                                : concat(describeGridPoint(plan_.points[index]), ": ", text);
     failure_code_ = exit_code;
   }
 }

@@ -121,7 +121,6 @@ class GridCollector {
   void onFailed(std::size_t index, const std::string& text, int exit_code);
   void onDone(int group);
   void handle(const comm::Message& message);
-  std::string describeSweep(std::size_t index) const;
 
   GridPlan plan_;
   comm::Mailbox* mailbox_;
