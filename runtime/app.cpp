@@ -691,11 +691,9 @@ int runGrid(const RunConfig& c, World& world, const std::optional<Fault>& fault,
     throw;
   }
 
-  if (!collector) return grid.groups > 1 ? waitForRelease(*mailbox, world.comm().waitPolicy().timeout,
-                                                          world.comm().peerNames().empty()
-                                                              ? std::string("rank 0")
-                                                              : world.comm().peerNames()[0])
-                                         : kExitOk;
+  if (!collector) {
+    return grid.groups > 1 ? waitForRelease(*mailbox, world.comm().waitPolicy(), world.comm().peerNames()) : kExitOk;
+  }
   collector->waitForGroups();
   int code = kExitOk;
   auto stop = finder::StopReason::kCompleted;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -408,24 +409,15 @@ std::vector<GridSweep> GridCollector::finish(finder::StopReason stop, const std:
   return done;
 }
 
-int waitForRelease(comm::Mailbox& mailbox, std::chrono::milliseconds timeout, const std::string& rank0_name) {
-  auto heard = Clock::now();
-  auto pause = std::chrono::microseconds(50);
+int waitForRelease(comm::Mailbox& mailbox, const comm::WaitPolicy& policy, const std::vector<std::string>& names) {
+  // Each message from rank 0 (a keep-alive) starts a new bounded wait for the next.
   for (;;) {
-    while (auto m = mailbox.receive()) {
-      heard = Clock::now();
-      Reader r(m->bytes);
-      const auto kind = r.get<Kind>();
-      if (kind == Kind::kFinish) return r.get<int32_t>();
-      // kKeepAlive, or a kAbort that came after this group's last sweep: nothing to do.
-    }
-    const auto silent = Clock::now() - heard;
-    if (silent > timeout) {
-      throw comm::CommTimeout(concat("after this rank's sweeps: rank 0 (", rank0_name, ") did not answer within ",
-                                     seconds(timeout), " s (--comm-timeout): it stalled or died"));
-    }
-    std::this_thread::sleep_for(pause);
-    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));
+    std::optional<comm::Message> m;
+    comm::boundedWait([&] { return (m = mailbox.receive()).has_value(); }, policy, "after this rank's sweeps",
+                      [&] { return comm::describeRanks({0}, names); });
+    Reader r(m->bytes);
+    // Else a kKeepAlive, or a kAbort that came after this group's last sweep: nothing to do.
+    if (r.get<Kind>() == Kind::kFinish) return r.get<int32_t>();
   }
 }
 

@@ -142,9 +142,10 @@ class GridCollector {
 std::unique_ptr<GridReporter> mailboxReporter(comm::Mailbox& mailbox);
 
 // A rank whose group is done (any group but world rank 0's, with several groups): waits
-// for rank 0's kFinish and returns its exit code; CommTimeout when rank 0 says nothing
-// for `timeout`.
-int waitForRelease(comm::Mailbox& mailbox, std::chrono::milliseconds timeout, const std::string& rank0_name);
+// for rank 0's kFinish and returns its exit code. Bounded: CommTimeout when rank 0 says
+// nothing for policy.timeout (it repeats a keep-alive every quarter of the timeout).
+// `names`: the world's peer names, for the message.
+int waitForRelease(comm::Mailbox& mailbox, const comm::WaitPolicy& policy, const std::vector<std::string>& names);
 
 // Seconds since the epoch, for started_at and ended_at.
 double wallClockNow();
