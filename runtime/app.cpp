@@ -135,10 +135,12 @@ void inject(const Fault& f) {
 }
 
 // The hook that injects `fault` at its step on its rank.
-finder::StepHook stepFault(const std::optional<Fault>& fault, int rank) {
+// In a grid the step counts this rank's steps over all its sweeps: `steps_before` (the
+// caller's, alive while the hook is) holds those of the sweeps before this one.
+finder::StepHook stepFault(const std::optional<Fault>& fault, int rank, const int64_t* steps_before = nullptr) {
   if (!fault || fault->rank != rank || fault->step < 0) return {};
-  return [f = *fault](int64_t step) {
-    if (step == f.step) inject(f);
+  return [f = *fault, steps_before](int64_t step) {
+    if ((steps_before != nullptr ? *steps_before : 0) + step == f.step) inject(f);
   };
 }
 
@@ -630,14 +632,8 @@ int runGrid(const RunConfig& c, World& world, const std::optional<Fault>& fault,
   }
   if (c.verbose) logPlacement(world, s, threads);
 
-  // LRFIND_FAULT_INJECT's step counts this rank's steps over all its sweeps.
   int64_t steps_before = 0;
-  finder::StepHook hook;
-  if (fault && fault->rank == world.rank() && fault->step >= 0) {
-    hook = [&steps_before, f = *fault](int64_t step) {
-      if (steps_before + step == f.step) inject(f);
-    };
-  }
+  const finder::StepHook hook = stepFault(fault, world.rank(), &steps_before);
   auto interrupted = [reporter] { return signalled() || (reporter != nullptr && reporter->aborted(nullptr)); };
 
   try {
