@@ -26,6 +26,19 @@ class FunctionBatches final : public finder::BatchSource {
   const BatchFn& next_;
 };
 
+class VectorEval final : public finder::EvalSource {
+ public:
+  explicit VectorEval(const std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches) : batches_(batches) {}
+  int64_t numBatches() const override { return static_cast<int64_t>(batches_.size()); }
+  finder::Batch batch(int64_t index) override {
+    const auto& [input, target] = batches_[static_cast<std::size_t>(index)];
+    return {input, target};
+  }
+
+ private:
+  const std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches_;
+};
+
 finder::SweepOptions toSweepOptions(const Options& o) {
   finder::SweepOptions s;
   s.min_lr = o.min_lr;
@@ -38,6 +51,7 @@ finder::SweepOptions toSweepOptions(const Options& o) {
   s.skip_begin = o.skip_begin;
   s.skip_end = o.skip_end;
   s.accumulate = o.accumulate;
+  if (!o.monitor.empty()) s.monitor = finder::parseMonitor(o.monitor);
   finder::validate(s);
   return s;
 }
@@ -58,11 +72,25 @@ Result findLr(const std::shared_ptr<torch::nn::Module>& module, const ForwardFn&
   }
   finder::NnModel model(module, forward);
   FunctionBatches data(next_batch);
+  VectorEval validation(options.val_data);
   std::unique_ptr<comm::MpiCommunicator> mpi;
   finder::SweepContext context;
   if (options.mpi_comm != nullptr) {
     mpi = std::make_unique<comm::MpiCommunicator>(options.mpi_comm);
     context.comm = mpi.get();
+  }
+  // Validation mode when any rank has held-out data (a rank may have no share of it).
+  bool validating = !options.val_data.empty();
+  if (mpi) {
+    at::Tensor any = at::full({1}, validating ? 1 : 0, at::kLong);
+    mpi->allreduce(any, comm::AllreduceOptions{comm::ReduceOp::kMax});
+    validating = any.item<int64_t>() != 0;
+  }
+  if (validating) {
+    context.validation = &validation;
+    if (options.monitor.empty()) sweep_options.monitor = finder::Monitor::kVal;
+  } else if (sweep_options.monitor == finder::Monitor::kVal) {
+    throw std::invalid_argument("lrfind::findLr: monitor \"val\" needs val_data");
   }
   const finder::SweepResult r = finder::runSweep(model, optimizer, data, loss, sweep_options, context);
 
@@ -70,6 +98,7 @@ Result findLr(const std::shared_ptr<torch::nn::Module>& module, const ForwardFn&
   out.lr = r.lr;
   out.loss = r.loss;
   out.loss_raw = r.loss_raw;
+  out.val_loss = r.val_loss;
   out.stop_reason = finder::toString(r.stop_reason);
   for (const auto& s : r.suggestions) {
     out.suggestions[finder::toString(s.method)] = s.found ? std::optional<double>(s.lr) : std::nullopt;

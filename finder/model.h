@@ -63,6 +63,16 @@ class BatchSource {
   virtual Batch next() = 0;
 };
 
+// This rank's share of held-out data (validation mode): the same batches at every
+// evaluation, each on the model's device. batch() may throw; the sweep reports the
+// error to all ranks.
+class EvalSource {
+ public:
+  virtual ~EvalSource() = default;
+  virtual int64_t numBatches() const = 0;
+  virtual Batch batch(int64_t index) = 0;
+};
+
 // Mean loss over the batch, a scalar tensor (reduction "mean").
 using LossFn = std::function<at::Tensor(const at::Tensor& output, const at::Tensor& target)>;
 

@@ -52,6 +52,10 @@ const char* toString(StopReason reason) {
   return "?";
 }
 
+const char* toString(Monitor monitor) {
+  return monitor == Monitor::kTrain ? "train" : "val";
+}
+
 bool endedNormally(StopReason reason) {
   return reason == StopReason::kCompleted || reason == StopReason::kDiverged || reason == StopReason::kNonFinite;
 }
@@ -61,6 +65,13 @@ Mode parseMode(const std::string& text, OptionNamer name) {
     if (text == toString(m)) return m;
   }
   throw InputError(concat(name("mode"), " must be exponential or linear, got \"", text, "\""));
+}
+
+Monitor parseMonitor(const std::string& text, OptionNamer name) {
+  for (auto m : {Monitor::kTrain, Monitor::kVal}) {
+    if (text == toString(m)) return m;
+  }
+  throw InputError(concat(name("monitor"), " must be train or val, got \"", text, "\""));
 }
 
 const std::vector<SuggestMethod>& allSuggestMethods() {

@@ -13,6 +13,10 @@ enum class Mode { kExponential, kLinear };
 
 enum class SuggestMethod { kSteepest, kValley, kMinimum, kSteep, kSlide };
 
+// Which loss drives the smoothing, the stop rule and the suggestions: the training
+// loss of each step, or (validation mode) the loss over held-out data after the step.
+enum class Monitor { kTrain, kVal };
+
 // kInterrupted: a rank was asked to stop (SIGINT/SIGTERM) and every rank stopped at the
 // same step; the result holds the steps done. kTimeout: a collective passed its
 // deadline (a rank stalled or the network failed); rank 0's result holds the steps done.
@@ -37,6 +41,8 @@ struct SweepOptions {
   int64_t accumulate = 1;
   // Restore model and optimizer state when the sweep ends (always, in the library).
   bool restore_state = true;
+  // kVal needs held-out data (SweepContext::validation).
+  Monitor monitor = Monitor::kTrain;
 };
 
 // How a message names an option. The library says the field as spelled in C++
@@ -52,8 +58,10 @@ void validate(const SweepOptions& options, OptionNamer name = fieldName);
 const char* toString(Mode mode);
 const char* toString(SuggestMethod method);
 const char* toString(StopReason reason);
+const char* toString(Monitor monitor);
 // Parse the names above; throw lrfind::InputError listing the valid names.
 Mode parseMode(const std::string& text, OptionNamer name = fieldName);
+Monitor parseMonitor(const std::string& text, OptionNamer name = fieldName);
 SuggestMethod parseSuggestMethod(const std::string& text, OptionNamer name = fieldName);
 
 // Every method, in the order they are reported.

@@ -3,6 +3,7 @@
 // writers, plots and reports compile without it.
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -14,16 +15,21 @@ namespace lrfind::finder {
 struct StepRecord {
   int64_t step = 0;
   double lr = 0.0;
-  double loss_raw = 0.0;
-  double loss = 0.0;  // smoothed
+  double loss_raw = 0.0;  // the step's training loss
+  double loss = 0.0;      // smoothed monitored loss (training, or validation)
   std::vector<double> loss_per_rank;
-  double seconds = 0.0;
+  double seconds = 0.0;   // the whole step, evaluation included
+  // Validation mode: the loss over the held-out data after the step's update, and the
+  // evaluation's wall time on the slowest rank. NaN and 0 without validation.
+  double val_loss = std::numeric_limits<double>::quiet_NaN();
+  double eval_seconds = 0.0;
 };
 
 struct SweepResult {
   std::vector<double> lr;
-  std::vector<double> loss;  // smoothed
+  std::vector<double> loss;  // smoothed monitored loss
   std::vector<double> loss_raw;
+  std::vector<double> val_loss, eval_seconds;  // per step in validation mode; else empty
   std::vector<std::vector<double>> loss_per_rank;  // [step][rank], rank 0 only
   std::vector<double> step_seconds;
   StopReason stop_reason = StopReason::kRunning;

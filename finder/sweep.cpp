@@ -1,6 +1,8 @@
 #include "finder/sweep.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <optional>
 #include <sstream>
 
@@ -18,9 +20,11 @@
 namespace lrfind::finder {
 namespace {
 
-// What each rank sends rank 0 after its forward/backward; kFailure holds a
-// comm::FailureKind (the step's share of the agreement protocol, comm/agreement.h).
-enum LocalSlot { kLossSum = 0, kSamples, kFailure, kInterrupted, kLocalSlots };
+// What each rank sends rank 0 after its forward/backward (and, in validation mode,
+// after its evaluation: the held-out loss sum and samples, and the evaluation's time);
+// kFailure holds a comm::FailureKind (the step's share of the agreement protocol,
+// comm/agreement.h).
+enum LocalSlot { kLossSum = 0, kSamples, kFailure, kInterrupted, kSeconds, kLocalSlots };
 // What rank 0 broadcasts back.
 enum DecisionSlot { kStop = 0, kNextLr, kReason, kFailingRank, kFailingKind, kDecisionSlots };
 
@@ -52,6 +56,63 @@ std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const
     samples += n;
   }
   return {loss_sum, samples};
+}
+
+// The loss summed over this rank's held-out samples, and their number: every batch of
+// `data` in eval mode without gradients; the model is back in train mode afterwards,
+// also when a batch throws. The sum stays on the device until the end.
+std::pair<double, double> evaluate(Model& model, EvalSource& data, const LossFn& loss_fn) {
+  struct TrainAgain {
+    Model& model;
+    ~TrainAgain() { model.setTraining(true); }
+  } train_again{model};
+  at::NoGradGuard no_grad;
+  model.setTraining(false);
+  at::Tensor loss_sum;
+  double samples = 0;
+  for (int64_t i = 0; i < data.numBatches(); ++i) {
+    Batch batch = data.batch(i);
+    LRFIND_CHECK(batch.input.defined() && batch.input.dim() >= 1 && batch.input.size(0) > 0,
+                 "the validation data returned an empty batch");
+    at::Tensor loss = loss_fn(model.forward(batch.input), batch.target);
+    LRFIND_CHECK(loss.numel() == 1, "the loss must be a scalar, got shape ", loss.sizes());
+    const auto n = static_cast<double>(batch.input.size(0));
+    at::Tensor weighted = loss.detach().to(at::kDouble).reshape({}) * n;
+    loss_sum = loss_sum.defined() ? loss_sum + weighted : weighted;
+    samples += n;
+  }
+  return {loss_sum.defined() ? loss_sum.item<double>() : 0.0, samples};
+}
+
+// Rank 0's reading of one gather: the global mean, each rank's mean, the first failing
+// rank (-1: none) and its kind, whether any rank was interrupted, the slowest time.
+struct Gathered {
+  double mean = 0;
+  std::vector<double> per_rank;
+  int failing = -1;
+  double failing_kind = 0;
+  bool interrupted = false;
+  double max_seconds = 0;
+};
+
+Gathered readGathered(const at::Tensor& gathered, int world) {
+  Gathered out;
+  const auto* g = gathered.data_ptr<double>();
+  double total = 0.0, total_samples = 0.0;
+  for (int r = 0; r < world; ++r) {
+    const double* slot = g + static_cast<std::ptrdiff_t>(r) * kLocalSlots;
+    if (slot[kFailure] != static_cast<double>(comm::FailureKind::kNone) && out.failing < 0) {
+      out.failing = r;
+      out.failing_kind = slot[kFailure];
+    }
+    out.interrupted = out.interrupted || slot[kInterrupted] != 0.0;
+    out.max_seconds = std::max(out.max_seconds, slot[kSeconds]);
+    total += slot[kLossSum];
+    total_samples += slot[kSamples];
+    out.per_rank.push_back(slot[kSamples] > 0 ? slot[kLossSum] / slot[kSamples] : std::nan(""));
+  }
+  out.mean = total / total_samples;
+  return out;
 }
 
 std::string mib(std::size_t bytes) {
@@ -146,6 +207,11 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
     tensor_comm.setLabel(text);
   };
 
+  EvalSource* validation = context.validation;
+  LRFIND_INPUT_CHECK(options.monitor == Monitor::kTrain || validation != nullptr, context.option_name("monitor"),
+                     " val needs validation data");
+  const bool monitor_val = options.monitor == Monitor::kVal;
+
   auto failure = comm::FailureKind::kNone;  // the failing rank's, when a step failed
   try {
     label("before step 0");
@@ -155,84 +221,110 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       tensor_comm.synchronize();
     }
     double lr = options.min_lr;
+    std::string local_error;
+    // This rank's part of a decision: `run` is its local work, returning {loss sum,
+    // samples}; what it throws becomes this rank's failure.
+    auto measure = [&](const auto& run) {
+      const auto t0 = Clock::now();
+      auto local_kind = local_error.empty() ? comm::FailureKind::kNone : comm::FailureKind::kError;
+      double loss_sum = 0.0, samples = 0.0;
+      if (local_error.empty()) {
+        try {
+          std::tie(loss_sum, samples) = run();
+        } catch (const std::exception& e) {
+          local_error = e.what();
+          local_kind = comm::failureKind(e);
+        }
+      }
+      auto* lp = local.data_ptr<double>();
+      lp[kLossSum] = loss_sum;
+      lp[kSamples] = samples;
+      lp[kFailure] = static_cast<double>(local_kind);
+      lp[kInterrupted] = context.interrupted && context.interrupted() ? 1.0 : 0.0;
+      lp[kSeconds] = secondsSince(t0);
+    };
+    // Every rank's part to rank 0, and rank 0's reading of them (empty elsewhere).
+    auto collect = [&] {
+      comm.gather(local, gathered);
+      return is_root ? readGathered(gathered, world) : Gathered{};
+    };
+    // Rank 0's decision for step k, broadcast; true when the sweep ends with an error
+    // (result and `failure` set).
+    auto decide = [&](int64_t k, double step_lr, StopReason reason, const Gathered& g) {
+      if (is_root) {
+        auto* d = decision.data_ptr<double>();
+        d[kStop] = reason == StopReason::kRunning ? 0.0 : 1.0;
+        d[kNextLr] = k + 1 < options.num_training ? scheduledLr(k + 1, options) : step_lr;
+        d[kReason] = static_cast<double>(reason);
+        d[kFailingRank] = g.failing;
+        d[kFailingKind] = g.failing_kind;
+      }
+      comm.broadcast(decision);
+      const auto* d = decision.data_ptr<double>();
+      if (static_cast<StopReason>(static_cast<int>(d[kReason])) != StopReason::kError) return false;
+      const int failing = static_cast<int>(d[kFailingRank]);
+      result.stop_reason = StopReason::kError;
+      failure = static_cast<comm::FailureKind>(static_cast<int64_t>(d[kFailingKind]));
+      result.error = concat("rank ", failing, ", step ", k, ": ", comm::broadcastText(comm, failing, local_error));
+      return true;
+    };
+    // Rank 0: smooths the monitored loss and applies the stop rule.
+    auto observe = [&](int64_t k, double monitored, bool interrupted, StepRecord& record) {
+      record.loss = smoother.update(monitored);
+      StopReason reason = stop_rule.observe(k, monitored, record.loss);
+      if (reason == StopReason::kRunning && interrupted) reason = StopReason::kInterrupted;
+      return reason;
+    };
+
     for (int64_t k = 0; k < options.num_training; ++k) {
       label("step " + std::to_string(k));
       const auto t0 = Clock::now();
       const double step_lr = lr;
       for (auto& group : optimizer.param_groups()) group.options().set_lr(step_lr);
       averager.zeroGradients();
+      if (is_root && local_error.empty()) local_error = observer_error;
 
-      std::string local_error = is_root ? observer_error : std::string();
-      auto local_kind = local_error.empty() ? comm::FailureKind::kNone : comm::FailureKind::kError;
-      double loss_sum = 0.0, samples = 0.0;
-      if (local_error.empty()) {
-        try {
-          if (context.before_step) context.before_step(k);
-          std::tie(loss_sum, samples) = forwardBackward(model, data, loss_fn, options.accumulate, world, averager);
-        } catch (const std::exception& e) {
-          local_error = e.what();
-          local_kind = comm::failureKind(e);
-        }
-      }
+      measure([&] {
+        if (context.before_step) context.before_step(k);
+        return forwardBackward(model, data, loss_fn, options.accumulate, world, averager);
+      });
       // Overlapped: every bucket not started by the hooks starts now, also after a
       // failure here, so that every rank has started the same allreduces.
       averager.launchRemaining();
-      auto* lp = local.data_ptr<double>();
-      lp[kLossSum] = loss_sum;
-      lp[kSamples] = samples;
-      lp[kFailure] = static_cast<double>(local_kind);
-      lp[kInterrupted] = context.interrupted && context.interrupted() ? 1.0 : 0.0;
-      comm.gather(local, gathered);
+      const Gathered train = collect();
 
       StepRecord record;
-      if (is_root) {
-        const auto* g = gathered.data_ptr<double>();
-        double total = 0.0, total_samples = 0.0;
-        int failing = -1;
-        bool interrupted = false;
-        for (int r = 0; r < world; ++r) {
-          const double* slot = g + static_cast<std::ptrdiff_t>(r) * kLocalSlots;
-          if (slot[kFailure] != static_cast<double>(comm::FailureKind::kNone) && failing < 0) failing = r;
-          interrupted = interrupted || slot[kInterrupted] != 0.0;
-          total += slot[kLossSum];
-          total_samples += slot[kSamples];
-          record.loss_per_rank.push_back(slot[kSamples] > 0 ? slot[kLossSum] / slot[kSamples]
-                                                            : std::nan(""));
-        }
-        StopReason reason = StopReason::kError;
-        if (failing < 0) {
-          record.loss_raw = total / total_samples;
-          record.loss = smoother.update(record.loss_raw);
-          reason = stop_rule.observe(k, record.loss_raw, record.loss);
-          if (reason == StopReason::kRunning && interrupted) reason = StopReason::kInterrupted;
-        }
-        auto* d = decision.data_ptr<double>();
-        d[kStop] = reason == StopReason::kRunning ? 0.0 : 1.0;
-        d[kNextLr] = k + 1 < options.num_training ? scheduledLr(k + 1, options) : step_lr;
-        d[kReason] = static_cast<double>(reason);
-        d[kFailingRank] = failing;
-        d[kFailingKind] = failing < 0 ? 0.0 : g[static_cast<std::ptrdiff_t>(failing) * kLocalSlots + kFailure];
+      StopReason reason = StopReason::kError;
+      if (is_root && train.failing < 0) {
+        record.loss_raw = train.mean;
+        record.loss_per_rank = train.per_rank;
+        // Validation mode decides after the evaluation.
+        reason = validation != nullptr ? StopReason::kRunning : observe(k, train.mean, train.interrupted, record);
       }
-      comm.broadcast(decision);
-      const auto* d = decision.data_ptr<double>();
-      const auto reason = static_cast<StopReason>(static_cast<int>(d[kReason]));
+      const bool failed = decide(k, step_lr, reason, train);
       // Overlapped: the allreduces complete whatever was decided (every rank started
       // them); blocking: average() below, only for a step that is applied.
       averager.finish();
-
-      if (reason == StopReason::kError) {
-        const int failing = static_cast<int>(d[kFailingRank]);
-        result.stop_reason = StopReason::kError;
-        failure = static_cast<comm::FailureKind>(static_cast<int64_t>(d[kFailingKind]));
-        result.error = concat("rank ", failing, ", step ", k, ": ",
-                              comm::broadcastText(comm, failing, local_error));
-        break;
-      }
-      if (d[kStop] == 0.0) {
+      if (failed) break;
+      if (decision.data_ptr<double>()[kStop] == 0.0) {
         if (!averager.overlapping()) averager.average();
         optimizer.step();
-        lr = d[kNextLr];
       }
+      if (validation != nullptr) {
+        measure([&] { return evaluate(model, *validation, loss_fn); });
+        const Gathered val = collect();
+        if (is_root) {
+          reason = StopReason::kError;
+          if (val.failing < 0) {
+            record.val_loss = val.mean;
+            record.eval_seconds = val.max_seconds;
+            reason = observe(k, monitor_val ? val.mean : train.mean, train.interrupted || val.interrupted, record);
+          }
+        }
+        if (decide(k, step_lr, reason, val)) break;
+      }
+      const auto* d = decision.data_ptr<double>();
+      if (d[kStop] == 0.0) lr = d[kNextLr];
       result.lr.push_back(step_lr);
       if (is_root) {
         record.step = k;
@@ -242,10 +334,14 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
         result.loss.push_back(record.loss);
         result.loss_per_rank.push_back(record.loss_per_rank);
         result.step_seconds.push_back(record.seconds);
+        if (validation != nullptr) {
+          result.val_loss.push_back(record.val_loss);
+          result.eval_seconds.push_back(record.eval_seconds);
+        }
         notify([&] { observer->onStep(record); });
       }
       if (d[kStop] != 0.0) {
-        result.stop_reason = reason;
+        result.stop_reason = static_cast<StopReason>(static_cast<int>(d[kReason]));
         break;
       }
     }

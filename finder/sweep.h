@@ -15,6 +15,15 @@
 // Deciding before the update means no update is ever applied from a step that some
 // rank failed, and every rank leaves the loop after the same broadcast.
 //
+// Validation mode (SweepContext::validation set): step 4 only stops on a failure; after
+// the update every rank evaluates its share of the held-out data (eval mode, no
+// gradients, then train mode again), a second gather brings rank 0 {loss sum, samples,
+// status, eval time}, and rank 0 takes the mean over every held-out sample (each
+// batch's mean loss weighted by its size, as torch-lr-finder's _validate), smooths the
+// monitored loss, applies the stop rule and broadcasts the decision. As in
+// torch-lr-finder, the update of the step that diverged is applied (the validation loss
+// needs it); the model is restored afterwards either way.
+//
 // Before step 0 the parameters are broadcast from rank 0. When the loop ends — by
 // completion, a stop, or an exception — the model and optimizer are restored bit for
 // bit (StateGuard) unless options.restore_state is false.
@@ -57,6 +66,9 @@ struct SweepContext {
   // NCCL (or host staging) for a model on a GPU; nullptr: `comm`. Same ranks as `comm`.
   comm::Communicator* tensor_comm = nullptr;
   SweepObserver* observer = nullptr;
+  // Validation mode: this rank's share of the held-out data, evaluated after every
+  // update; nullptr: none (SweepOptions::monitor must then be kTrain).
+  EvalSource* validation = nullptr;
   StepHook before_step;
   // How gradients are averaged (comm/grad_sync.h): bucket sizes, overlap with backward,
   // shared memory. Overlapped or not, the same buckets and sums: the same bits (with the

@@ -293,6 +293,26 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
   app.add_option("--loss", c.loss, "Loss: " + joined(runtime::lossNames(), ", "))
       ->capture_default_str()->group(model_group);
 
+  const auto* val_group = "Validation";
+  std::string monitor = "auto";
+  app.add_option("--val-data", c.val_data, "Validation mode: after every optimizer step, evaluate the model (eval "
+                 "mode, no gradients) on this HDF5 file, read with the --x-key/--y-key/--input-scale/--normalize/"
+                 "--channels-last of --data, each rank its share; results: val_loss per step [default: none]")
+      ->group(val_group);
+  app.add_option("--val-labels", c.val_labels, "The targets of --val-data from another HDF5 file: FILE or "
+                 "FILE:DATASET, as --labels [default: in --val-data]")
+      ->group(val_group);
+  app.add_option("--val-fraction", c.val_fraction, "Validation mode on --data itself: hold out its last ceil(F x N) "
+                 "rows (never trained on; the sweep trains on the first ones) and evaluate them after every step; "
+                 "0: none")
+      ->capture_default_str()->group(val_group);
+  app.add_option("--val-batches", c.val_batches, "Evaluate only the first K batches of the validation data, each "
+                 "of the global batch size (--batch-size x ranks x --accumulate); 0: the whole validation set")
+      ->capture_default_str()->group(val_group);
+  app.add_option("--monitor", monitor, "The loss that is smoothed, stops the sweep and gives the suggestion: train "
+                 "or val; auto: val with validation data, else train")
+      ->check(CLI::IsMember({"auto", "train", "val"}))->capture_default_str()->group(val_group);
+
   const auto* opt_group = "Optimizer";
   app.add_option("--optimizer", c.optimizer.name, "Optimizer: " + joined(runtime::optimizerNames(), ", "))
       ->capture_default_str()->group(opt_group);
@@ -431,6 +451,9 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
     LRFIND_INPUT_CHECK(!c.input_scale || (std::isfinite(*c.input_scale) && *c.input_scale != 0),
                        "--input-scale must be a finite non-zero number or \"auto\", got \"", input_scale, "\"");
     parseNormalize(normalize, c.normalize_mean, c.normalize_std);
+    const bool validating = !c.val_data.empty() || c.val_fraction > 0;
+    c.sweep.monitor = monitor == "auto" ? (validating ? finder::Monitor::kVal : finder::Monitor::kTrain)
+                                        : finder::parseMonitor(monitor, runtime::flagName);
     c.shuffle = !no_shuffle;
     c.overlap = !no_overlap;
     c.shared_memory = !no_shared_memory;

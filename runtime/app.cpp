@@ -68,8 +68,8 @@ std::string describeNormalize(const RunConfig& c) {
 // The loss and the targets must fit each other, and the model's output both.
 int64_t checkTargets(const RunConfig& c, const Dataset& data) {
   // Where the targets are: "--data d.h5 ('y')" or "--labels l.h5:y".
-  const std::string where = data.labels_source.empty() ? concat("--data ", data.source, " ('", c.y_key, "')")
-                                                       : concat("--labels ", data.labels_source);
+  const std::string where = data.labels_source.empty() ? concat(data.flag, " ", data.source, " ('", c.y_key, "')")
+                                                       : concat(data.labels_flag, " ", data.labels_source);
   if (lossTakesLabels(c.loss)) {
     LRFIND_INPUT_CHECK(data.has_labels, "--loss ", c.loss, " needs integer class labels, but ", where,
                        " has float targets; use --loss mse, l1, smooth_l1 or bce_with_logits, or store integer labels");
@@ -88,8 +88,8 @@ void checkOutput(const at::Tensor& out, const RunConfig& c, const Dataset& data,
   } else {
     const int64_t per_sample = data.y.numel() / data.size();
     LRFIND_INPUT_CHECK(out.numel() / out.size(0) == per_sample, "--model ", model, " returns ",
-                       out.numel() / out.size(0), " values per sample but the targets in --data ", data.source,
-                       " have ", per_sample);
+                       out.numel() / out.size(0), " values per sample but the targets in ", data.flag, " ",
+                       data.source, " have ", per_sample);
   }
 }
 
@@ -172,6 +172,13 @@ struct Setup {
   LoadedModel loaded;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<ShardedBatches> batches;
+  // Validation mode: --val-data's rows of this rank (--val-fraction's are in `data`), and
+  // this rank's share of the held-out rows; nullptr without validation.
+  std::string val_key;  // what loadValidation() loaded `val_data` for
+  Dataset val_data;
+  std::unique_ptr<EvalBatches> validation;
+  int64_t val_samples = 0;  // held-out samples evaluated, over every rank
+  std::string val_source;   // RunInfo::val_data
   RunInfo info;
 };
 
@@ -241,9 +248,101 @@ void checkOutputs(const RunConfig& c) {
   if (!c.plot.empty()) checkOutputPath(c.plot, c.force, "--plot");
 }
 
+int64_t globalBatch(const RunConfig& c, const Team& team) {
+  return c.batch_size * team.size() * c.sweep.accumulate;
+}
+
+// The rows of --data that train: all `n`, or the first ones when --val-fraction holds out
+// the rest. Throws InputError when either part is too small.
+int64_t trainingRows(const RunConfig& c, const Team& team, int64_t n) {
+  if (c.val_fraction <= 0) return n;
+  const int64_t held = heldOutRows(n, c.val_fraction);
+  LRFIND_INPUT_CHECK(held >= team.size(), "--val-fraction ", c.val_fraction, " holds out ", held, " of the ", n,
+                     " rows of --data ", c.data, ", fewer than the ", team.size(),
+                     " rank(s) that evaluate them; raise it");
+  LRFIND_INPUT_CHECK(n - held >= globalBatch(c, team), "--val-fraction ", c.val_fraction, " leaves ", n - held,
+                     " of the ", n, " rows of --data ", c.data, " to train on, fewer than one global batch (",
+                     globalBatch(c, team), "); lower it or --batch-size");
+  return n - held;
+}
+
+// How many of `held` held-out rows each evaluation takes: the first --val-batches global
+// batches, or all.
+int64_t rowsEvaluated(const RunConfig& c, const Team& team, int64_t held) {
+  return c.val_batches > 0 ? std::min(held, c.val_batches * globalBatch(c, team)) : held;
+}
+
+// "[3, 32, 32]": the shape of one sample as the model sees it.
+std::string sampleShape(const Dataset& data) {
+  std::string text;
+  for (int64_t d = 1; d < data.x.dim(); ++d) text += concat(text.empty() ? "" : ", ", data.x.size(d));
+  return "[" + text + "]";
+}
+
+// What --data (or --val-data) names, read with the data flags.
+DataSource dataSource(const RunConfig& c, const Team& team, const std::string& path, const std::string& labels,
+                      const std::string& flag) {
+  DataSource src;
+  src.path = path;
+  src.flag = flag;
+  src.labels_flag = flag == "--data" ? "--labels" : "--val-labels";
+  src.x_key = c.x_key;
+  src.y_key = c.y_key;
+  std::tie(src.labels_path, src.labels_key) = splitLabelsArgument(labels);
+  src.input_scale = c.input_scale;
+  src.mean = c.normalize_mean;
+  src.std = c.normalize_std;
+  src.channels_last = c.channels_last;
+  // Rank 0 tells when the read takes a while (every rank reads about as much).
+  if (team.rank() == 0) src.progress = consoleReadProgress(stderr, concat(flag, " ", path), ::isatty(STDERR_FILENO));
+  return src;
+}
+
+// Validation mode: this rank's share of the held-out rows (of `data` with --val-fraction,
+// else of --val-data, whose inputs and targets must look like --data's). Not agreed.
+void loadValidation(const RunConfig& c, const Team& team, Setup& s) {
+  s.validation.reset();
+  if (c.val_fraction > 0) {
+    const int64_t n = s.data.totalSamples();
+    const int64_t first = trainingRows(c, team, n);
+    s.val_samples = rowsEvaluated(c, team, n - first);
+    s.val_source = concat(s.data.source, " rows ", first, "-", n - 1, " (--val-fraction ", c.val_fraction, ")");
+    s.validation = std::make_unique<EvalBatches>(s.data, evalRows(first, s.val_samples, team.rank(), team.size()),
+                                                 c.batch_size, s.device);
+    return;
+  }
+  if (c.val_data.empty()) return;
+  const std::string key = concat(s.data_key, "|", c.val_data, "|", c.val_labels);
+  if (key != s.val_key) {
+    s.val_key.clear();
+    s.val_data = loadHdf5(dataSource(c, team, c.val_data, c.val_labels, "--val-data"), [&](int64_t samples) {
+      LRFIND_INPUT_CHECK(samples >= team.size(), "--val-data ", c.val_data, " holds ", samples,
+                         " samples, fewer than the ", team.size(), " rank(s) that evaluate them");
+      s.val_samples = rowsEvaluated(c, team, samples);
+      return evalRows(0, s.val_samples, team.rank(), team.size());
+    });
+    s.val_key = key;
+  }
+  const Dataset& val = s.val_data;
+  LRFIND_INPUT_CHECK(sampleShape(val) == sampleShape(s.data), "--val-data ", c.val_data, " has samples of shape ",
+                     sampleShape(val), " but --data ", s.data.source, " has ", sampleShape(s.data),
+                     "; they must match");
+  const int64_t outputs = checkTargets(c, val);
+  if (val.has_labels) {
+    s.num_outputs = std::max(s.num_outputs, outputs);
+  } else {
+    LRFIND_INPUT_CHECK(outputs == s.num_outputs, "--val-data ", c.val_data, " has ", outputs,
+                       " target values per sample but --data ", s.data.source, " has ", s.num_outputs);
+  }
+  s.val_source = val.source;
+  s.validation = std::make_unique<EvalBatches>(val, evalRows(0, s.val_samples, team.rank(), team.size()),
+                                               c.batch_size, s.device);
+}
+
 // This rank's rows of the data and its batches, not agreed: the caller agrees. The data
 // already loaded stays when the sweep would read the same rows (a grid's sweeps that
-// differ only in the optimizer).
+// differ only in the optimizer). With --val-fraction the held-out rows this rank
+// evaluates are read with its training rows.
 void loadSweepData(const RunConfig& c, const Team& team, Setup& s) {
   s.plan.batch_size = c.batch_size;
   s.plan.shuffle = c.shuffle;
@@ -254,7 +353,7 @@ void loadSweepData(const RunConfig& c, const Team& team, Setup& s) {
   const int64_t batches_needed = c.sweep.num_training * c.sweep.accumulate;
   const std::string key = concat(c.data, "|", c.x_key, "|", c.y_key, "|", c.labels, "|", c.seed, "|", c.batch_size,
                                  "|", c.shuffle, "|", batches_needed, "|", c.input_scale.value_or(0), "|",
-                                 describeNormalize(c), "|", c.channels_last);
+                                 describeNormalize(c), "|", c.channels_last, "|", c.val_fraction, "|", c.val_batches);
   if (key != s.data_key) {
     s.data_key.clear();
     const auto synthetic = syntheticSpec(c.data);
@@ -264,23 +363,21 @@ void loadSweepData(const RunConfig& c, const Team& team, Setup& s) {
                          "not to the built-in set '", c.data, "'");
       s.data = makeSynthetic(c.seed, *synthetic);
     } else {
-      DataSource src;
-      src.path = c.data;
-      src.x_key = c.x_key;
-      src.y_key = c.y_key;
-      std::tie(src.labels_path, src.labels_key) = splitLabelsArgument(c.labels);
-      src.input_scale = c.input_scale;
-      src.mean = c.normalize_mean;
-      src.std = c.normalize_std;
-      src.channels_last = c.channels_last;
-      // Rank 0 tells when the read takes a while (every rank reads about as much).
-      if (team.rank() == 0) src.progress = consoleReadProgress(stderr, concat("--data ", c.data), ::isatty(STDERR_FILENO));
-      s.data = loadHdf5(src, [&](int64_t samples) { return rowsUsed(samples, s.plan, batches_needed, c.data); });
+      s.data = loadHdf5(dataSource(c, team, c.data, c.labels, "--data"), [&](int64_t samples) {
+        const int64_t train = trainingRows(c, team, samples);
+        std::vector<int64_t> rows = rowsUsed(train, s.plan, batches_needed, c.data);
+        if (train < samples) {  // the held-out rows follow every training row: still sorted
+          const auto held = evalRows(train, rowsEvaluated(c, team, samples - train), team.rank(), team.size());
+          rows.insert(rows.end(), held.begin(), held.end());
+        }
+        return rows;
+      });
     }
     s.data_key = key;
   }
   s.num_outputs = checkTargets(c, s.data);
-  s.batches = std::make_unique<ShardedBatches>(s.data, s.plan, s.device);
+  s.batches = std::make_unique<ShardedBatches>(s.data, s.plan, s.device, trainingRows(c, team, s.data.totalSamples()));
+  loadValidation(c, team, s);
 }
 
 // Each rank saw only its rows: the model is sized by the largest label anywhere.
@@ -311,7 +408,9 @@ void prepareModel(const RunConfig& c, const Team& team, int world_rank, Setup& s
   comm::agreeOnSuccess(team.comm, [&] {
     if (fault && fault->step < 0 && fault->rank == world_rank) inject(*fault);
     s.loaded = loadModel(c.model, s.data, s.num_outputs, c.seed, s.device);
-    checkOutput(dryForward(*s.loaded.model, s.loaded.name, s.data, s.device), c, s.data, s.loaded.name);
+    const at::Tensor out = dryForward(*s.loaded.model, s.loaded.name, s.data, s.device);
+    checkOutput(out, c, s.data, s.loaded.name);
+    if (!c.val_data.empty()) checkOutput(out, c, s.val_data, s.loaded.name);
     OptimizerConfig opt = c.optimizer;
     opt.lr = c.sweep.min_lr;
     s.optimizer = makeOptimizer(s.loaded.model->parameters(), opt);
@@ -331,7 +430,13 @@ RunInfo describeRun(const RunConfig& c, const Team& team, const Setup& s) {
   info.normalize = describeNormalize(c);
   info.channels_last = s.data.transform.channels_last;
   info.batch_size = c.batch_size;
-  info.global_batch_size = c.batch_size * team.size() * c.sweep.accumulate;
+  info.global_batch_size = globalBatch(c, team);
+  if (s.validation) {
+    info.val_data = s.val_source;
+    info.val_labels = s.val_data.labels_source;
+    info.val_samples = s.val_samples;
+    info.val_batches = c.val_batches;
+  }
   info.seed = static_cast<int64_t>(c.seed);
   info.world_size = team.size();
   info.config = c.config_text;
@@ -381,6 +486,7 @@ finder::SweepResult sweep(const RunConfig& c, const Team& team, Setup& s, finder
     if (verbose || (one_node && !no_shm.empty())) std::fprintf(stderr, "lrfind_dist: gradients: %s\n", how.c_str());
   };
   context.check_consistency = c.check_consistency;
+  context.validation = s.validation.get();
   context.before_step = std::move(before_step);
   context.interrupted = std::move(interrupted);
   context.option_name = flagName;
@@ -441,6 +547,21 @@ void validate(const RunConfig& c) {
   LRFIND_INPUT_CHECK(c.comm_timeout_s > 0, "--comm-timeout must be > 0 seconds, got ", c.comm_timeout_s);
   LRFIND_INPUT_CHECK(c.stall_warning_s >= 0, "--stall-warning must be >= 0 seconds (0: never), got ",
                      c.stall_warning_s);
+  LRFIND_INPUT_CHECK(c.val_fraction >= 0 && c.val_fraction < 1, "--val-fraction must be in [0, 1) (the share of "
+                     "--data held out; 0: none), got ", c.val_fraction);
+  LRFIND_INPUT_CHECK(c.val_data.empty() || c.val_fraction == 0, "--val-data and --val-fraction both name the "
+                     "validation data; give one");
+  LRFIND_INPUT_CHECK(c.val_labels.empty() || !c.val_data.empty(), "--val-labels reads the targets of --val-data; "
+                     "give --val-data too");
+  LRFIND_INPUT_CHECK(c.val_batches >= 0, "--val-batches must be >= 0 (0: the whole validation set), got ",
+                     c.val_batches);
+  const bool validating = !c.val_data.empty() || c.val_fraction > 0;
+  LRFIND_INPUT_CHECK(c.val_batches == 0 || validating, "--val-batches applies to validation data; give --val-data "
+                     "or --val-fraction");
+  LRFIND_INPUT_CHECK(c.sweep.monitor == finder::Monitor::kTrain || validating,
+                     "--monitor val needs validation data: give --val-data FILE or --val-fraction F");
+  LRFIND_INPUT_CHECK(c.val_data.empty() || !syntheticSpec(c.val_data), "--val-data takes an HDF5 file, not the "
+                     "built-in set '", c.val_data, "'; hold out part of it with --val-fraction");
 }
 
 namespace {

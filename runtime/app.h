@@ -23,6 +23,15 @@ struct RunConfig {
   std::optional<double> input_scale;  // unset: 1/255 for uint8 inputs, 1 for the others
   std::vector<double> normalize_mean, normalize_std;  // per channel, after scaling; empty: none
   bool channels_last = false;         // the file holds [N, H, W, C]
+  // Validation mode (README "Validation mode"): held-out data evaluated after every step,
+  // from another file (--val-data, read with the keys and options above; targets from
+  // --val-labels FILE[:DATASET] or the file itself) or the last ceil(F·N) rows of `data`
+  // (--val-fraction F, never trained on). val_batches: evaluate the first K global batches
+  // only; 0: all of it. Whether it drives the sweep: sweep.monitor.
+  std::string val_data;
+  std::string val_labels;
+  double val_fraction = 0;
+  int64_t val_batches = 0;
   std::string loss = "cross_entropy";
   OptimizerConfig optimizer;
   finder::SweepOptions sweep;

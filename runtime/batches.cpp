@@ -1,5 +1,7 @@
 #include "runtime/batches.h"
 
+#include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 
@@ -73,27 +75,62 @@ std::vector<int64_t> rowsUsed(int64_t samples, const BatchPlan& plan, int64_t ba
   return rows;
 }
 
-ShardedBatches::ShardedBatches(const Dataset& data, const BatchPlan& plan, c10::Device device)
-    : data_(data), indexer_(data.totalSamples(), plan, data.source), device_(device) {}
+ShardedBatches::ShardedBatches(const Dataset& data, const BatchPlan& plan, c10::Device device, int64_t samples)
+    : data_(data), indexer_(samples < 0 ? data.totalSamples() : samples, plan, data.source), device_(device) {}
 
 finder::Batch ShardedBatches::next() {
-  auto idx_vec = indexer_.peek();
+  auto rows = indexer_.peek();
   indexer_.advance();
-  for (auto& i : idx_vec) i = data_.localRow(i);
-  at::Tensor idx = at::from_blob(idx_vec.data(), {static_cast<int64_t>(idx_vec.size())}, at::kLong);
+  return makeBatch(data_, std::move(rows), device_);
+}
+
+finder::Batch makeBatch(const Dataset& data, std::vector<int64_t> rows, c10::Device device) {
+  for (auto& i : rows) i = data.localRow(i);
+  at::Tensor idx = at::from_blob(rows.data(), {static_cast<int64_t>(rows.size())}, at::kLong);
   // Rows as stored (uint8 pixels stay uint8 until they are on the device).
-  finder::Batch batch{data_.stored.index_select(0, idx), data_.y.index_select(0, idx)};
-  if (device_.is_cuda()) {
+  finder::Batch batch{data.stored.index_select(0, idx), data.y.index_select(0, idx)};
+  if (device.is_cuda()) {
     // Page-locked staging (LibTorch's caching host allocator) lets the copy run as an
     // asynchronous DMA on the current stream, ordered before the forward pass.
-    batch.input = batch.input.pin_memory().to(device_, /*non_blocking=*/true);
-    batch.target = batch.target.pin_memory().to(device_, /*non_blocking=*/true);
-  } else if (device_.type() != c10::DeviceType::CPU) {
-    batch.input = batch.input.to(device_);
-    batch.target = batch.target.to(device_);
+    batch.input = batch.input.pin_memory().to(device, /*non_blocking=*/true);
+    batch.target = batch.target.pin_memory().to(device, /*non_blocking=*/true);
+  } else if (device.type() != c10::DeviceType::CPU) {
+    batch.input = batch.input.to(device);
+    batch.target = batch.target.to(device);
   }
-  batch.input = modelInputs(batch.input, data_.transform);
+  batch.input = modelInputs(batch.input, data.transform);
   return batch;
+}
+
+int64_t heldOutRows(int64_t n, double fraction) {
+  LRFIND_CHECK(fraction >= 0 && fraction < 1, "held-out fraction ", fraction, " outside [0, 1)");
+  // ceil(F·n), computed so that a product that is an integer in exact arithmetic (0.25 ·
+  // 400) is not pushed over it by rounding.
+  const double exact = fraction * static_cast<double>(n);
+  auto held = static_cast<int64_t>(std::floor(exact));
+  if (exact - static_cast<double>(held) > 1e-9 * std::max(1.0, exact)) ++held;
+  return held;
+}
+
+std::vector<int64_t> evalRows(int64_t first, int64_t count, int rank, int world) {
+  std::vector<int64_t> rows;
+  for (int64_t p = rank; p < count; p += world) rows.push_back(first + p);
+  return rows;
+}
+
+EvalBatches::EvalBatches(const Dataset& data, std::vector<int64_t> rows, int64_t batch_size, c10::Device device)
+    : data_(data), rows_(std::move(rows)), batch_size_(batch_size), device_(device) {
+  LRFIND_CHECK(batch_size >= 1, "evaluation batch size ", batch_size);
+}
+
+int64_t EvalBatches::numBatches() const {
+  return (static_cast<int64_t>(rows_.size()) + batch_size_ - 1) / batch_size_;
+}
+
+finder::Batch EvalBatches::batch(int64_t index) {
+  const auto begin = rows_.begin() + index * batch_size_;
+  const auto end = rows_.begin() + std::min<int64_t>((index + 1) * batch_size_, static_cast<int64_t>(rows_.size()));
+  return makeBatch(data_, std::vector<int64_t>(begin, end), device_);
 }
 
 }  // namespace lrfind::runtime

@@ -53,8 +53,10 @@ class ShardedBatches final : public finder::BatchSource {
  public:
   // `data` holds every sample the plan uses (all of them, or the rows of rowsUsed()).
   // Batches are cut from data.stored, moved to `device` in the stored type and turned
-  // into the model's float32 inputs there (modelInputs()).
-  ShardedBatches(const Dataset& data, const BatchPlan& plan, c10::Device device);
+  // into the model's float32 inputs there (modelInputs()). `samples`: the training set
+  // is the first `samples` rows of the dataset (--val-fraction holds out the rest);
+  // -1: all of them.
+  ShardedBatches(const Dataset& data, const BatchPlan& plan, c10::Device device, int64_t samples = -1);
 
   finder::Batch next() override;
 
@@ -64,6 +66,35 @@ class ShardedBatches final : public finder::BatchSource {
  private:
   const Dataset& data_;
   BatchIndexer indexer_;
+  c10::Device device_;
+};
+
+// Rows `rows` (global sample indices that `data` holds) as one batch on `device`, as
+// ShardedBatches cuts them.
+finder::Batch makeBatch(const Dataset& data, std::vector<int64_t> rows, c10::Device device);
+
+// Validation mode: the rows held out for --val-fraction F of n rows, ceil(F·n) (the last
+// ones of the file); 0 for F = 0.
+int64_t heldOutRows(int64_t n, double fraction);
+
+// The held-out rows rank `rank` of `world` evaluates: first + p for every p < count with
+// p mod world = rank (a stride split, as for training batches), in order.
+std::vector<int64_t> evalRows(int64_t first, int64_t count, int rank, int world);
+
+// This rank's share of the held-out data: `rows` (global sample indices that `data`
+// holds), in batches of at most `batch_size` in order; the same batches at every
+// evaluation.
+class EvalBatches final : public finder::EvalSource {
+ public:
+  EvalBatches(const Dataset& data, std::vector<int64_t> rows, int64_t batch_size, c10::Device device);
+
+  int64_t numBatches() const override;
+  finder::Batch batch(int64_t index) override;
+
+ private:
+  const Dataset& data_;
+  std::vector<int64_t> rows_;
+  int64_t batch_size_;
   c10::Device device_;
 };
 

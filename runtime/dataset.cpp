@@ -198,7 +198,7 @@ void checkFilters(const RawDataset& raw) {
 
 // `flag` names the file in messages ("--data", "--labels"), `key_flag` the dataset.
 RawDataset openDataset(hid_t file, const std::string& flag, const std::string& path, const std::string& key,
-                       const char* key_flag) {
+                       const std::string& key_flag) {
   const std::string where = concat(flag, " ", path, ": dataset '", key, "'");
   if (H5Lexists(file, key.c_str(), H5P_DEFAULT) <= 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -549,15 +549,16 @@ Dataset loadHdf5(const std::string& path, const std::string& x_key, const std::s
 
 Dataset loadHdf5(const DataSource& src, const RowPlan& plan) {
   h5::silenceErrors();
-  const h5::Id file = openFile("--data", src.path);
-  const RawDataset x = openDataset(file.get(), "--data", src.path, src.x_key, "--x-key");
+  const h5::Id file = openFile(src.flag, src.path);
+  const RawDataset x = openDataset(file.get(), src.flag, src.path, src.x_key, "--x-key");
   const bool other_file = !src.labels_path.empty();
   const std::string y_key = src.labels_key.empty() ? src.y_key : src.labels_key;
-  const h5::Id labels_file = other_file ? openFile("--labels", src.labels_path) : h5::Id();
-  const RawDataset y = other_file ? openDataset(labels_file.get(), "--labels", src.labels_path, y_key,
-                                                src.labels_key.empty() ? "--y-key (or --labels FILE:DATASET)"
-                                                                       : "--labels FILE:DATASET")
-                                  : openDataset(file.get(), "--data", src.path, y_key, "--y-key");
+  const std::string labels_key_flag = concat(src.labels_flag, " FILE:DATASET");
+  const h5::Id labels_file = other_file ? openFile(src.labels_flag, src.labels_path) : h5::Id();
+  const RawDataset y = other_file ? openDataset(labels_file.get(), src.labels_flag, src.labels_path, y_key,
+                                                src.labels_key.empty() ? concat("--y-key (or ", labels_key_flag, ")")
+                                                                       : labels_key_flag)
+                                  : openDataset(file.get(), src.flag, src.path, y_key, "--y-key");
 
   const bool numeric = x.type_class == H5T_INTEGER || x.type_class == H5T_FLOAT;
   LRFIND_INPUT_CHECK(numeric, x.where, " holds ", x.type_name, "; inputs must be numbers (uint8, int8, uint16, "
@@ -572,6 +573,8 @@ Dataset loadHdf5(const DataSource& src, const RowPlan& plan) {
 
   Dataset d;
   d.source = src.path;
+  d.flag = src.flag;
+  d.labels_flag = src.labels_flag;
   if (other_file) d.labels_source = concat(src.labels_path, ":", y_key);
   d.input_type = x.type_name;
   d.transform = inputTransform(src, x);
@@ -626,8 +629,8 @@ void checkLabelsFit(const Dataset& data, int64_t num_outputs, const std::string&
   if (max_label < num_outputs) return;
   const int64_t first = at::nonzero(data.y >= num_outputs)[0][0].item<int64_t>();
   const int64_t sample = data.rows.empty() ? first : data.rows[static_cast<std::size_t>(first)];
-  throw InputError(concat(data.labels_source.empty() ? concat("--data ", data.source)
-                                                     : concat("--labels ", data.labels_source),
+  throw InputError(concat(data.labels_source.empty() ? concat(data.flag, " ", data.source)
+                                                     : concat(data.labels_flag, " ", data.labels_source),
                           ": label ", max_label, " is out of range for --model ", model_name, ", which has ",
                           num_outputs, " outputs; labels must be 0 … ", num_outputs - 1, " (the first out of range: ",
                           data.y[first].item<int64_t>(), " at sample ", sample, ")"));

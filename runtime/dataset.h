@@ -58,6 +58,7 @@ struct Dataset {
   bool has_labels = true;
   std::string source;   // "synthetic" or the file path
   std::string labels_source;  // "<file>:<dataset>" when the labels came from --labels; else ""
+  std::string flag = "--data", labels_flag = "--labels";  // DataSource's: how messages name the files
   // Rows held, as sorted global sample indices; empty: all of them, in order.
   std::vector<int64_t> rows;
   int64_t total = 0;    // samples in the whole dataset
@@ -77,8 +78,7 @@ using RowPlan = std::function<std::vector<int64_t>(int64_t samples)>;
 // Called while the inputs are read: rows of `x` read so far, of `total`.
 using ReadProgress = std::function<void(int64_t done, int64_t total)>;
 
-// What to read and how to turn it into model inputs. Messages call the file `--data`
-// and the labels file `--labels`, as the CLI does.
+// What to read and how to turn it into model inputs.
 struct DataSource {
   std::string path;
   std::string x_key = "x";
@@ -88,6 +88,10 @@ struct DataSource {
   std::optional<double> input_scale;  // nullopt: defaultInputScale() of the stored type
   std::vector<double> mean, std;      // per-channel normalization after scaling
   bool channels_last = false;
+  // How messages name the file and the labels file: another file read with the same
+  // options says "--val-data" and "--val-labels".
+  std::string flag = "--data";
+  std::string labels_flag = "--labels";
   ReadProgress progress;  // optional
   int64_t piece_bytes = int64_t{64} << 20;  // work per H5Dread: chunk bytes (rows, not chunked)
 };

@@ -94,13 +94,14 @@ std::string encodeStart(const GridSweep& s) {
   w.put(i.model).put(i.data).put(i.optimizer).put(i.loss_fn).put(i.device);
   w.put(i.labels).put(i.input_type).put(i.input_scale).put(i.normalize).put(static_cast<uint8_t>(i.channels_last));
   w.put(i.batch_size).put(i.global_batch_size).put(i.seed).put(static_cast<int32_t>(i.world_size));
+  w.put(i.val_data).put(i.val_labels).put(i.val_samples).put(i.val_batches);
   return w.take();
 }
 
 std::string encodeStep(std::size_t index, const finder::StepRecord& r) {
   Writer w(Kind::kStep);
   w.put(static_cast<uint64_t>(index)).put(r.step).put(r.lr).put(r.loss_raw).put(r.loss).put(r.seconds);
-  w.put(r.loss_per_rank);
+  w.put(r.val_loss).put(r.eval_seconds).put(r.loss_per_rank);
   return w.take();
 }
 
@@ -242,6 +243,10 @@ void GridCollector::onStep(std::size_t index, const finder::StepRecord& r) {
   res.loss_raw.push_back(r.loss_raw);
   res.loss_per_rank.push_back(r.loss_per_rank);
   res.step_seconds.push_back(r.seconds);
+  if (!sweeps_[index]->info.val_data.empty()) {
+    res.val_loss.push_back(r.val_loss);
+    res.eval_seconds.push_back(r.eval_seconds);
+  }
   worker_->submit([this, index, r] { writer_->step(index, r); });
 }
 
@@ -304,6 +309,10 @@ void GridCollector::handle(const comm::Message& m) {
       s.info.global_batch_size = r.get<int64_t>();
       s.info.seed = r.get<int64_t>();
       s.info.world_size = r.get<int32_t>();
+      s.info.val_data = r.text();
+      s.info.val_labels = r.text();
+      s.info.val_samples = r.get<int64_t>();
+      s.info.val_batches = r.get<int64_t>();
       onStart(s);
       return;
     }
@@ -315,6 +324,8 @@ void GridCollector::handle(const comm::Message& m) {
       rec.loss_raw = r.get<double>();
       rec.loss = r.get<double>();
       rec.seconds = r.get<double>();
+      rec.val_loss = r.get<double>();
+      rec.eval_seconds = r.get<double>();
       rec.loss_per_rank = r.doubles();
       onStep(index, rec);
       return;

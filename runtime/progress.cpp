@@ -1,6 +1,8 @@
 #include "runtime/progress.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <string>
 #include <utility>
@@ -74,10 +76,12 @@ void ConsoleProgress::onStep(const finder::StepRecord& r) {
     drawBar(r, done, elapsed);
   } else if (done % every_ == 0 || done == 1) {
     const Pace pace = paceAt(done, total_, elapsed);
-    std::fprintf(stream_, "[%s] step %lld/%lld lr=%s loss=%.5g raw=%.5g (%.3g s/step, %s elapsed, ETA %s)\n",
+    char val[32] = "";
+    if (!std::isnan(r.val_loss)) std::snprintf(val, sizeof val, " val=%.5g", r.val_loss);
+    std::fprintf(stream_, "[%s] step %lld/%lld lr=%s loss=%.5g raw=%.5g%s (%.3g s/step, %s elapsed, ETA %s)\n",
                  timestamp().c_str(), static_cast<long long>(done), static_cast<long long>(total_),
-                 formatLr(r.lr).c_str(), r.loss, r.loss_raw, pace.per_step, formatDuration(elapsed).c_str(),
-                 formatDuration(pace.left).c_str());
+                 formatLr(r.lr).c_str(), r.loss, r.loss_raw, val, pace.per_step,
+                 formatDuration(elapsed).c_str(), formatDuration(pace.left).c_str());
   }
   std::fflush(stream_);
 }

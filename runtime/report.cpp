@@ -115,6 +115,12 @@ json tomlToJson(const std::string& text) {
   return out;
 }
 
+// The element at n/2 of the sorted values (the median for odd n); needs n > 0.
+double upperMedian(std::vector<double> values) {
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2), values.end());
+  return values[values.size() / 2];
+}
+
 }  // namespace
 
 std::string renderJson(const finder::SweepResult& result, const finder::SweepOptions& options,
@@ -144,7 +150,19 @@ std::string renderJson(const finder::SweepResult& result, const finder::SweepOpt
       {"batch_size", info.batch_size},
       {"global_batch_size", info.global_batch_size},
       {"world_size", info.world_size},
-      {"seed", info.seed}};
+      {"seed", info.seed},
+      {"labels", info.labels},
+      {"input_type", info.input_type},
+      {"input_scale", info.input_scale},
+      {"normalize", info.normalize},
+      {"channels_last", info.channels_last},
+      {"monitor", finder::toString(options.monitor)}};
+  if (!info.val_data.empty()) {
+    config["val_data"] = info.val_data;
+    config["val_labels"] = info.val_labels;
+    config["val_samples"] = info.val_samples;
+    config["val_batches"] = info.val_batches;
+  }
   // The same configuration as the HDF5 "config" attribute: the text itself, and its
   // keys beside the resolved facts above, which keep their values ("auto" device ->
   // "cuda:0").
@@ -171,15 +189,15 @@ std::string renderJson(const finder::SweepResult& result, const finder::SweepOpt
         {"loss", series<json>(result.loss)},
         {"loss_raw", series<json>(result.loss_raw)}}},
   };
+  if (!result.val_loss.empty()) j["curve"]["val_loss"] = series<json>(result.val_loss);
   if (!info.config.empty()) j["config_toml"] = info.config;
   if (!chosen.found) j["no_suggestion_reason"] = chosen.note;
   if (!result.step_seconds.empty()) {
     // The median step, which leaves out the first step's warm-up (allocations, CUDA context).
-    std::vector<double> sorted = result.step_seconds;
-    std::sort(sorted.begin(), sorted.end());
     double total = 0;
-    for (double t : sorted) total += t;
-    j["timing"] = {{"seconds_per_step_median", sorted[sorted.size() / 2]}, {"seconds_total", total}};
+    for (double t : result.step_seconds) total += t;
+    j["timing"] = {{"seconds_per_step_median", upperMedian(result.step_seconds)}, {"seconds_total", total}};
+    if (!result.eval_seconds.empty()) j["timing"]["eval_seconds_per_step_median"] = upperMedian(result.eval_seconds);
   }
   return j.dump(2) + "\n";
 }
@@ -445,6 +463,12 @@ std::string renderSummary(const finder::SweepResult& result, const finder::Sweep
      << finder::toString(result.stop_reason);
   if (result.stop_test == "shift") os << " (the shift test: the best loss was 1e-8 or less)";
   if (n > 0) os << " (last lr " << formatLr(result.lr.back()) << ")";
+  if (!result.eval_seconds.empty()) {
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.3g", upperMedian(result.eval_seconds));
+    os << "\nmonitor: " << (options.monitor == finder::Monitor::kVal ? "validation" : "training")
+       << " loss; evaluating the held-out data took " << seconds << " s per step (median)";
+  }
   os << "\n  method     lr          step\n";
   for (const auto& s : result.suggestions) {
     char line[128];

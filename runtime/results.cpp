@@ -27,6 +27,8 @@ namespace {
 
 constexpr hsize_t kChunkRows = 256;
 const char* const kSeries[] = {"lr", "loss", "loss_raw", "step_seconds"};
+// Validation mode's series, after loss_per_rank.
+const char* const kValSeries[] = {"val_loss", "eval_seconds"};
 
 void deleteAttr(hid_t obj, const char* name) {
   if (H5Aexists(obj, name) > 0) h5::check(H5Adelete(obj, name), concat("delete attribute ", name));
@@ -216,10 +218,12 @@ struct Slot {
   std::string prefix;  // "" at the root, "/sweeps/3/": names the datasets in messages
   h5::Id group;        // the sweep's group; invalid at the root
   hid_t loc = H5I_INVALID_HID;
-  // Open while the sweep runs: lr, loss, loss_raw, step_seconds, loss_per_rank.
+  // Open while the sweep runs: lr, loss, loss_raw, step_seconds, loss_per_rank, and in
+  // validation mode val_loss and eval_seconds.
   std::vector<h5::Id> series;
   h5::Id steps_attr;
   int world = 1;
+  bool validating = false;
   hsize_t rows = 0;     // rows appended
   hsize_t flushed = 0;  // rows on disk as of the last flush that succeeded
 
@@ -326,7 +330,7 @@ void ResultsFile::create(std::string out, bool one_sweep) {
 // in abandon()'s repairs.
 void ResultsFile::flush() {
   uint64_t columns = 0;
-  for (const auto& [key, slot] : slots) columns += std::size(kSeries) + static_cast<uint64_t>(slot.world);
+  for (const auto& [key, slot] : slots) columns += slot.series.size() + static_cast<uint64_t>(slot.world);
   const uint64_t need = kChunkRows * sizeof(double) * columns + 16384;
   if (budget < need) {
     if (const auto free = freeBytes(fd)) {
@@ -447,6 +451,10 @@ Slot& ResultsFile::openSlot(std::size_t key, h5::Id group, std::string prefix, c
   slot.series.clear();
   for (const char* name : kSeries) slot.series.push_back(createSeries(f, name, 0));
   slot.series.push_back(createSeries(f, "loss_per_rank", static_cast<hsize_t>(slot.world)));
+  slot.validating = !run.val_data.empty();
+  if (slot.validating) {
+    for (const char* name : kValSeries) slot.series.push_back(createSeries(f, name, 0));
+  }
   h5::group(H5Gcreate2(f, "suggestions", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create group suggestions");
 
   writeAttr(f, "lrfind_version", std::string(LRFIND_VERSION));
@@ -474,6 +482,13 @@ Slot& ResultsFile::openSlot(std::size_t key, h5::Id group, std::string prefix, c
   writeAttr(f, "normalize", run.normalize);
   writeAttr(f, "channels_last", static_cast<int64_t>(run.channels_last));
   writeAttr(f, "seed", run.seed);
+  writeAttr(f, "monitor", std::string(finder::toString(options.monitor)));
+  if (slot.validating) {
+    writeAttr(f, "val_data", run.val_data);
+    writeAttr(f, "val_labels", run.val_labels);
+    writeAttr(f, "val_samples", run.val_samples);
+    writeAttr(f, "val_batches", run.val_batches);
+  }
   if (!run.config.empty()) writeAttr(f, "config", run.config);
   writeAttr(f, "steps_completed", int64_t{0});
   writeAttr(f, "stop_reason", std::string(finder::toString(finder::StopReason::kRunning)));
@@ -506,8 +521,15 @@ void ResultsFile::append(Slot& slot, const finder::StepRecord& r) {
                slot.prefix.empty() ? std::string("the sweep") : slot.prefix, " has ", r.loss_per_rank.size(),
                " losses per rank, the sweep has ", slot.world, " ranks");
   const double values[] = {r.lr, r.loss, r.loss_raw, r.seconds};
-  for (std::size_t i = 0; i < std::size(kSeries); ++i) appendRow(slot, slot.series[i], kSeries[i], &values[i], 0);
-  appendRow(slot, slot.series.back(), "loss_per_rank", r.loss_per_rank.data(), static_cast<hsize_t>(slot.world));
+  constexpr std::size_t n = std::size(kSeries);
+  for (std::size_t i = 0; i < n; ++i) appendRow(slot, slot.series[i], kSeries[i], &values[i], 0);
+  appendRow(slot, slot.series[n], "loss_per_rank", r.loss_per_rank.data(), static_cast<hsize_t>(slot.world));
+  if (slot.validating) {
+    const double val_values[] = {r.val_loss, r.eval_seconds};
+    for (std::size_t i = 0; i < std::size(kValSeries); ++i) {
+      appendRow(slot, slot.series[n + 1 + i], kValSeries[i], &val_values[i], 0);
+    }
+  }
   ++slot.rows;
   const auto steps = static_cast<int64_t>(slot.rows);
   LRFIND_H5_CHECK(H5Awrite(slot.steps_attr.get(), H5T_NATIVE_INT64, &steps), "write ", slot.prefix,
@@ -894,6 +916,10 @@ ResultsData readSweep(hid_t loc, const std::string& where) {
   d.loss = readSeries(loc, "loss", nullptr);
   d.loss_raw = readSeries(loc, "loss_raw", nullptr);
   d.step_seconds = readSeries(loc, "step_seconds", nullptr);
+  if (exists(loc, "val_loss")) {
+    d.val_loss = readSeries(loc, "val_loss", nullptr);
+    d.eval_seconds = readSeries(loc, "eval_seconds", nullptr);
+  }
   hsize_t width = 1;
   const auto flat = readSeries(loc, "loss_per_rank", &width);
   for (std::size_t i = 0; i + width <= flat.size(); i += width) {

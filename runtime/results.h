@@ -138,6 +138,7 @@ class GridResultsWriter {
 // One sweep, for tests and tools.
 struct ResultsData {
   std::vector<double> lr, loss, loss_raw, step_seconds;
+  std::vector<double> val_loss, eval_seconds;  // validation mode; else empty
   std::vector<std::vector<double>> loss_per_rank;
   std::map<std::string, double> numbers;       // numeric (scalar) attributes
   std::map<std::string, std::string> strings;  // string (scalar) attributes

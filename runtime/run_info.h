@@ -19,6 +19,13 @@ struct RunInfo {
   double input_scale = 1;     // the scale used (--input-scale or the type's default)
   std::string normalize;      // "MEAN,...:STD,..." as used; "" for none
   bool channels_last = false;
+  // Validation mode: the held-out data ("val.h5", or "d.h5 rows 900-999 (--val-fraction
+  // 0.1)"), the labels file of --val-labels ("<file>:<dataset>"), the samples evaluated
+  // after each step (over every rank) and --val-batches (0: all). val_data "": none.
+  std::string val_data;
+  std::string val_labels;
+  int64_t val_samples = 0;
+  int64_t val_batches = 0;
   int64_t batch_size = 0;         // per rank
   int64_t global_batch_size = 0;  // batch_size * world * accumulate
   int64_t seed = 0;

@@ -43,6 +43,7 @@ void writeData(const std::string& path, hid_t y_file_type, hid_t y_mem_type, con
 // Writes every input file the cases need into `dir` and returns the table.
 std::vector<BadCase> makeBadInputs(const TempDir& dir) {
   writeClassification(dir.file("d.h5"), 100, 8, 10);
+  writeClassification(dir.file("d16.h5"), 100, 16, 10);
   saveScriptModel(dir.file("wide.pt"), 16, 10);  // wants 16 features, the data has 8
   saveScriptModel(dir.file("narrow.pt"), 8, 4);  // 4 outputs, labels go to 9
   saveScriptModel(dir.file("m.pt"), 8, 10);
@@ -187,6 +188,22 @@ std::vector<BadCase> makeBadInputs(const TempDir& dir) {
       {"--data d.h5 --normalize 0.5:0", "--normalize: every STD must be > 0"},
       {"--data d.h5 --input-scale 0", "--input-scale must be a finite non-zero number"},
       {"--channels-last", "apply to an HDF5 --data file, not to the built-in set 'synthetic'"},
+      // Validation data.
+      {"--data d.h5 --val-fraction 1.5", "--val-fraction must be in [0, 1)"},
+      {"--data d.h5 --val-data d.h5 --val-fraction 0.1", "--val-data and --val-fraction both name the validation data"},
+      {"--monitor val", "--monitor val needs validation data: give --val-data FILE or --val-fraction F"},
+      {"--data d.h5 --val-fraction 0.1 --val-batches -1", "--val-batches must be >= 0"},
+      {"--val-labels d.h5", "--val-labels reads the targets of --val-data; give --val-data too"},
+      {"--data d.h5 --val-batches 2", "--val-batches applies to validation data"},
+      {"--data d.h5 --val-data synthetic", "--val-data takes an HDF5 file, not the built-in set 'synthetic'"},
+      {"--data d.h5 --val-data missing.h5", "--val-data missing.h5: no such file"},
+      {"--data d.h5 --val-data d16.h5", "--val-data d16.h5 has samples of shape [16] but --data d.h5 has [8]"},
+      {"--data d.h5 --val-data d.h5 --val-labels labels99.h5",
+       "--val-labels labels99.h5: dataset 'y' has 99 samples but --val-data d.h5: dataset 'x' has 100"},
+      {"--model m.pt --data d.h5 --val-data float_y.h5", "--loss cross_entropy needs integer class labels, but "
+                                                         "--val-data float_y.h5 ('y') has float targets"},
+      {"--data d.h5 --val-fraction 0.5 --batch-size 60",
+       "--val-fraction 0.5 leaves 50 of the 100 rows of --data d.h5 to train on, fewer than one global batch"},
   };
   // A filter this HDF5 lacks: h5py's lzf, written by h5py where it is installed.
   const std::string lzf = "cd '" + dir.path().string() + "' && /usr/bin/python3 -c \"import h5py, numpy as np; "

@@ -1,7 +1,9 @@
 #include "runtime/dataset.h"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
+#include <numeric>
 #include <set>
 
 #include <ATen/ATen.h>
@@ -742,6 +744,47 @@ TEST(Batches, StrideShardsAddUpToTheSingleProcessStream) {
       }
     }
   }
+}
+
+TEST(Batches, HeldOutRowsAreNeverInATrainingBatchAndEachIsEvaluatedOnce) {
+  // 103 rows, --val-fraction 0.2: ceil(20.6) = 21 held out, rows 82 ... 102.
+  Dataset d = makeSynthetic(0, SyntheticSpec{103, 2, 2});
+  const int64_t held = heldOutRows(103, 0.2);
+  ASSERT_EQ(held, 21);
+  EXPECT_EQ(heldOutRows(400, 0.25), 100) << "an exact product is not rounded up";
+  EXPECT_EQ(heldOutRows(10, 0.0), 0);
+  const int64_t train = 103 - held;
+  std::vector<int64_t> evaluated;
+  for (int r = 0; r < 3; ++r) {
+    BatchPlan p;
+    p.batch_size = 5;
+    p.rank = r;
+    p.world = 3;
+    p.seed = 9;
+    ShardedBatches batches(d, p, c10::Device(c10::DeviceType::CPU), train);
+    std::set<int64_t> trained;
+    for (int step = 0; step < 60; ++step) {  // 900 samples over 3 ranks: about 11 epochs
+      for (int64_t i : batches.peekIndices()) trained.insert(i);
+      batches.next();
+    }
+    EXPECT_LT(*trained.rbegin(), train) << "rank " << r << " trained on a held-out row";
+    EXPECT_EQ(*trained.begin(), 0);
+    const auto rows = evalRows(train, held, r, 3);
+    EvalBatches eval(d, rows, 4, c10::Device(c10::DeviceType::CPU));
+    EXPECT_EQ(eval.numBatches(), (static_cast<int64_t>(rows.size()) + 3) / 4);
+    for (int64_t b = 0; b < eval.numBatches(); ++b) {
+      const auto batch = eval.batch(b);
+      for (int64_t j = 0; j < batch.input.size(0); ++j) {
+        const int64_t row = rows[static_cast<std::size_t>(b * 4 + j)];
+        EXPECT_TRUE(at::equal(batch.input[j], d.x[row])) << "row " << row;
+      }
+    }
+    evaluated.insert(evaluated.end(), rows.begin(), rows.end());
+  }
+  std::sort(evaluated.begin(), evaluated.end());
+  std::vector<int64_t> expected(static_cast<std::size_t>(held));
+  std::iota(expected.begin(), expected.end(), train);
+  EXPECT_EQ(evaluated, expected) << "the ranks' shares are the held-out rows, each once";
 }
 
 TEST(Batches, ShuffleIsASeededPermutationPerEpoch) {

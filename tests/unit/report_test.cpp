@@ -161,10 +161,37 @@ TEST(Report, JsonConfigCarriesEveryKeyOfTheToml) {
   EXPECT_TRUE(bare.find("config_toml") == bare.end());
   std::vector<std::string> keys;
   for (const auto& item : bare.at("config").items()) keys.push_back(item.key());
-  EXPECT_EQ(keys, (std::vector<std::string>{"accumulate", "batch_size", "beta", "data", "device",
-                                            "early_stop_threshold", "global_batch_size", "loss_fn", "max_lr",
-                                            "min_lr", "mode", "model", "num_training", "optimizer", "seed",
-                                            "skip_begin", "skip_end", "world_size"}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"accumulate", "batch_size", "beta", "channels_last", "data", "device",
+                                            "early_stop_threshold", "global_batch_size", "input_scale", "input_type",
+                                            "labels", "loss_fn", "max_lr", "min_lr", "mode", "model", "monitor",
+                                            "normalize", "num_training", "optimizer", "seed", "skip_begin",
+                                            "skip_end", "world_size"}));
+}
+
+// Validation mode: the held-out data in the config, val_loss beside the curve, the
+// evaluation's time, and a line in the summary.
+TEST(Report, ValidationModeIsInTheJsonAndTheSummary) {
+  auto o = options();
+  o.monitor = finder::Monitor::kVal;
+  auto r = curve(o, 1.0);
+  r.val_loss.assign(r.lr.size(), 0.5);
+  r.eval_seconds.assign(r.lr.size(), 0.25);
+  r.step_seconds.assign(r.lr.size(), 1.0);
+  RunInfo with = info();
+  with.val_data = "d.h5 rows 800-999 (--val-fraction 0.2)";
+  with.val_samples = 200;
+  const auto j = nlohmann::json::parse(renderJson(r, o, with, "r.h5"));
+  EXPECT_EQ(j.at("config").at("monitor"), "val");
+  EXPECT_EQ(j.at("config").at("val_data"), with.val_data);
+  EXPECT_EQ(j.at("config").at("val_samples"), 200);
+  EXPECT_EQ(j.at("config").at("val_batches"), 0);
+  EXPECT_EQ(j.at("curve").at("val_loss").size(), r.lr.size());
+  EXPECT_EQ(j.at("timing").at("eval_seconds_per_step_median"), 0.25);
+  EXPECT_NE(renderSummary(r, o).find("monitor: validation loss; evaluating the held-out data took 0.25 s per step"),
+            std::string::npos)
+      << renderSummary(r, o);
+  // Without validation there is no such line.
+  EXPECT_EQ(renderSummary(curve(options(), 1.0), options()).find("monitor:"), std::string::npos);
 }
 
 // Every method on the plot, in the legend, the chosen one named as such.

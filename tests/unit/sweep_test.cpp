@@ -17,6 +17,8 @@
 
 #include "common/error.h"
 #include "finder/schedule.h"
+#include "finder/smoothing.h"
+#include "finder/suggest.h"
 #include "finder/state_guard.h"
 #include "unit/sweep_fixture.h"
 
@@ -336,6 +338,160 @@ TEST(Sweep, ObserverSeesEveryStepInOrderAndOneEnd) {
   EXPECT_EQ(rec.reason_, StopReason::kCompleted);
   ASSERT_EQ(rec.steps_.size(), 12u);
   for (int64_t k = 0; k < 12; ++k) EXPECT_EQ(rec.steps_[k], k);
+}
+
+
+// Held-out batches for validation mode: `samples` rows of another seeded set, in batches
+// of `batch_size` (the last one shorter).
+class HeldOut final : public finder::EvalSource {
+ public:
+  HeldOut(int64_t samples, int64_t batch_size) {
+    const auto data = testing::makeClassification(7, samples);
+    for (int64_t i = 0; i < samples; i += batch_size) {
+      const int64_t n = std::min(batch_size, samples - i);
+      batches_.push_back({data.x.narrow(0, i, n), data.y.narrow(0, i, n)});
+    }
+  }
+  int64_t numBatches() const override { return static_cast<int64_t>(batches_.size()); }
+  finder::Batch batch(int64_t index) override {
+    if (index == fail_at_) throw std::runtime_error("held-out batch unreadable");
+    return batches_[static_cast<std::size_t>(index)];
+  }
+  std::vector<finder::Batch> batches_;
+  int64_t fail_at_ = -1;  // batch() throws for this batch index
+};
+
+finder::SweepOptions validationOptions(finder::Monitor monitor) {
+  finder::SweepOptions o;
+  o.min_lr = 1e-4;
+  o.max_lr = 10;
+  o.num_training = 30;
+  o.early_stop_threshold.reset();
+  o.monitor = monitor;
+  return o;
+}
+
+TEST(Sweep, ValidationLossIsAHandWrittenEvaluationAfterEachUpdate) {
+  // BatchNorm: evaluation must run in eval mode (running statistics), and training must
+  // go on in train mode after it.
+  SweepTask t;
+  SweepTask copy;
+  torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(1e-4).momentum(0.9));
+  torch::optim::SGD ref_opt(copy.model->parameters(), torch::optim::SGDOptions(1e-4).momentum(0.9));
+  const Snapshot before(*t.model, opt);
+  auto o = validationOptions(finder::Monitor::kVal);
+  o.beta = 0;
+  HeldOut held_out(200, 64);  // 64, 64, 64, 8: the mean weighs each batch by its size
+  finder::SweepContext ctx;
+  ctx.validation = &held_out;
+  auto batches = t.batches();
+  const auto r = finder::runSweep(*t.model, opt, batches, t.loss, o, ctx);
+  ASSERT_EQ(r.stepsCompleted(), 30);
+  ASSERT_EQ(r.val_loss.size(), 30u);
+  ASSERT_EQ(r.eval_seconds.size(), 30u);
+  before.expectEqual(*t.model, opt);
+
+  auto ref_batches = copy.batches();
+  for (int64_t k = 0; k < 30; ++k) {
+    copy.model->setTraining(true);
+    for (auto& g : ref_opt.param_groups()) g.options().set_lr(finder::scheduledLr(k, o));
+    ref_opt.zero_grad();
+    auto b = ref_batches.next();
+    auto loss = copy.loss(copy.model->forward(b.input), b.target);
+    const double train_loss = loss.item<double>();
+    loss.backward();
+    ref_opt.step();
+    copy.model->setTraining(false);
+    double sum = 0;
+    int64_t seen = 0;
+    {
+      torch::NoGradGuard no_grad;
+      for (const auto& vb : held_out.batches_) {
+        sum += copy.loss(copy.model->forward(vb.input), vb.target).item<double>() * vb.input.size(0);
+        seen += vb.input.size(0);
+      }
+    }
+    const double val_loss = sum / static_cast<double>(seen);
+    EXPECT_NEAR(r.loss_raw[k], train_loss, 1e-6 * std::abs(train_loss)) << "step " << k;
+    EXPECT_NEAR(r.val_loss[k], val_loss, 1e-6 * std::abs(val_loss)) << "step " << k;
+    EXPECT_EQ(r.loss[k], r.val_loss[k]) << "beta 0: the monitored raw loss";
+    EXPECT_GE(r.eval_seconds[k], 0.0);
+  }
+}
+
+TEST(Sweep, MonitorChoosesTheCurveThatIsSmoothedStoppedOnAndSuggestedFrom) {
+  auto run = [](finder::Monitor monitor) {
+    SweepTask t;
+    torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(1e-4));
+    HeldOut held_out(256, 64);
+    finder::SweepContext ctx;
+    ctx.validation = &held_out;
+    auto batches = t.batches();
+    return finder::runSweep(*t.model, opt, batches, t.loss, validationOptions(monitor), ctx);
+  };
+  const auto train = run(finder::Monitor::kTrain);
+  const auto val = run(finder::Monitor::kVal);
+  ASSERT_EQ(train.stepsCompleted(), 30);
+  ASSERT_EQ(val.stepsCompleted(), 30);
+  // Both record both losses, the same ones (the training does not depend on the monitor).
+  EXPECT_EQ(train.val_loss, val.val_loss);
+  EXPECT_EQ(train.loss_raw, val.loss_raw);
+  // `loss` is the smoothed monitored curve.
+  auto smoothed = [](const std::vector<double>& raw) {
+    finder::EmaSmoother ema(0.98);
+    std::vector<double> out;
+    for (double x : raw) out.push_back(ema.update(x));
+    return out;
+  };
+  EXPECT_EQ(train.loss, smoothed(train.loss_raw));
+  EXPECT_EQ(val.loss, smoothed(val.val_loss));
+  // The suggestions come from that curve.
+  auto steepest = [](const finder::SweepResult& r) {
+    return finder::suggest(finder::SuggestMethod::kSteepest, {r.lr, r.loss, finder::Mode::kExponential, 10, 1});
+  };
+  EXPECT_EQ(train.suggestion().index, steepest(train).index);
+  EXPECT_EQ(val.suggestion().index, steepest(val).index);
+  EXPECT_NE(train.loss, val.loss);
+}
+
+TEST(Sweep, MonitorValWithoutValidationDataIsRefused) {
+  SweepTask t;
+  torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(1e-4));
+  auto batches = t.batches();
+  try {
+    finder::runSweep(*t.model, opt, batches, t.loss, validationOptions(finder::Monitor::kVal));
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("monitor"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Sweep, AFailingEvaluationEndsTheSweepNamingTheStepAndRestores) {
+  SweepTask t;
+  torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(1e-4));
+  const Snapshot before(*t.model, opt);
+  HeldOut held_out(256, 64);
+  finder::SweepContext ctx;
+  ctx.validation = &held_out;
+  Recorder rec;
+  ctx.observer = &rec;
+  auto batches = t.batches();
+  // Four batches per evaluation: the 2nd batch of the 4th evaluation (step 3) fails.
+  int64_t step = -1;
+  ctx.before_step = [&](int64_t k) {
+    step = k;
+    held_out.fail_at_ = k == 3 ? 1 : -1;
+  };
+  try {
+    finder::runSweep(*t.model, opt, batches, t.loss, validationOptions(finder::Monitor::kVal), ctx);
+    FAIL() << "expected the evaluation's failure";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("step 3: held-out batch unreadable"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(step, 3);
+  EXPECT_EQ(rec.steps_.size(), 3u) << "steps 0-2 recorded, not the failed one";
+  EXPECT_EQ(rec.reason_, StopReason::kError);
+  before.expectEqual(*t.model, opt);
 }
 
 }  // namespace

@@ -53,12 +53,21 @@ struct Options {
   int64_t skip_end = 1;                               // ... and at the end
   int64_t accumulate = 1;                             // batches per optimizer step
   void* mpi_comm = nullptr;                           // MPI_Comm* to sweep with; nullptr: this process alone
+  // Validation mode: held-out (input, target) batches, this rank's share. After every
+  // optimizer step the module runs on all of them in eval mode without gradients (then
+  // train mode again); the mean loss over every rank's held-out samples (each batch's
+  // loss weighted by its size) is Result::val_loss. Empty: no validation.
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> val_data;
+  // Which loss is smoothed, stops the sweep and gives the suggestions: "train" or "val";
+  // empty: "val" when val_data is given, else "train".
+  std::string monitor;
 };
 
 struct Result {
   std::vector<double> lr;        // per step
-  std::vector<double> loss;      // smoothed (rank 0)
-  std::vector<double> loss_raw;  // the step's mean loss over every rank (rank 0)
+  std::vector<double> loss;      // the monitored loss, smoothed (rank 0)
+  std::vector<double> loss_raw;  // the step's mean training loss over every rank (rank 0)
+  std::vector<double> val_loss;  // validation mode: the held-out loss after each step (rank 0)
   std::string stop_reason;       // completed, diverged, nonfinite, interrupted
   std::optional<double> suggested_lr;                       // Options::suggest's pick
   std::map<std::string, std::optional<double>> suggestions;  // every method's pick
