@@ -315,6 +315,36 @@ TEST(MpiSweep, OverlappedAveragingWithAnUnusedLayerCompletes) {
   EXPECT_FALSE(at::equal(net->used->weight, used_start));
 }
 
+// What the README says of BatchNorm under data parallelism: each rank normalizes with its
+// own batch's statistics (PyTorch DDP without SyncBatchNorm), so W ranks of batch B are
+// not one process of batch W·B even at step 0; without BatchNorm they are, up to float
+// summation order.
+TEST(MpiSweep, BatchNormMakesRanksDifferFromOneProcessAndNothingElseDoes) {
+  comm::MpiCommunicator comm;
+  comm::SelfCommunicator alone;
+  finder::SweepOptions o;
+  o.min_lr = 1e-4;
+  o.max_lr = 1e-2;
+  o.num_training = 5;
+  auto step0 = [&](bool cnn, comm::Communicator& c) {
+    torch::manual_seed(0);
+    if (cnn) return sweepWith(SmallCnn(), c, o).result.loss_raw;
+    torch::nn::Sequential mlp(torch::nn::Linear(32, 64), torch::nn::ReLU(), torch::nn::Linear(64, 10));
+    return sweepWith(mlp, c, o).result.loss_raw;
+  };
+  const auto cnn_ranks = step0(true, comm), cnn_one = step0(true, alone);
+  const auto mlp_ranks = step0(false, comm), mlp_one = step0(false, alone);
+  if (comm.rank() != 0) return;
+  const double cnn_diff = std::abs(cnn_ranks[0] - cnn_one[0]) / cnn_one[0];
+  const double mlp_diff = std::abs(mlp_ranks[0] - mlp_one[0]) / mlp_one[0];
+  std::printf("np %d x %lld vs 1 x %lld, step 0, relative difference: with BatchNorm %.2g, without %.2g\n",
+              comm.size(), static_cast<long long>(kGlobalBatch / comm.size()), static_cast<long long>(kGlobalBatch),
+              cnn_diff, mlp_diff);
+  EXPECT_GT(cnn_diff, 1e-5) << "per-rank batch statistics, far above float summation order";
+  EXPECT_LT(cnn_diff, 0.05) << "but the same curve";
+  EXPECT_LT(mlp_diff, 1e-6);
+}
+
 TEST(MpiSweep, FrozenParametersStayPutAndTheCurveEqualsOneProcess) {
   MPI_Comm world = MPI_COMM_WORLD;
   int rank = 0, size = 1;
