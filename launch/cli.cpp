@@ -267,6 +267,10 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
   const auto* model_group = "Model and data";
   app.add_option("--model", c.model, "Built-in model (mlp, cnn) or a TorchScript file (torch.jit.script(m).save(path))")
       ->capture_default_str()->group(model_group);
+  app.add_option("--output", c.output, "Where a TorchScript model's forward puts the logits when it returns more "
+                 "than one value: N, the index into a tuple or list; NAME, the key of a Dict[str, Tensor] "
+                 "[default: forward returns one Tensor]")
+      ->group(model_group);
   app.add_option("--data", c.data, "HDF5 file with inputs and targets, or a seeded built-in set: 'synthetic' (4096 x 32 features, "
                  "10 classes) or 'synthetic-images' (4096 x 16 x 16, 10 classes; for --model cnn)")
       ->capture_default_str()->group(model_group);

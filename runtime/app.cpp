@@ -407,7 +407,7 @@ void prepareData(const RunConfig& c, World& world, Setup& s) {
 void prepareModel(const RunConfig& c, const Team& team, int world_rank, Setup& s, const std::optional<Fault>& fault) {
   comm::agreeOnSuccess(team.comm, [&] {
     if (fault && fault->step < 0 && fault->rank == world_rank) inject(*fault);
-    s.loaded = loadModel(c.model, s.data, s.num_outputs, c.seed, s.device);
+    s.loaded = loadModel(c.model, s.data, s.num_outputs, c.seed, s.device, c.output);
     const at::Tensor out = dryForward(*s.loaded.model, s.loaded.name, s.data, s.device);
     checkOutput(out, c, s.data, s.loaded.name);
     if (!c.val_data.empty()) checkOutput(out, c, s.val_data, s.loaded.name);

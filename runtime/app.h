@@ -16,6 +16,7 @@ namespace lrfind::runtime {
 
 struct RunConfig {
   std::string model = "mlp";
+  std::string output;  // --output: the logits' index or key in forward's tuple, list or dict; empty: one Tensor
   std::string data = "synthetic";
   std::string x_key = "x";
   std::string y_key = "y";

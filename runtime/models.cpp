@@ -1,5 +1,7 @@
 #include "runtime/models.h"
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 
@@ -44,15 +46,71 @@ struct CnnImpl : torch::nn::Module {
 };
 TORCH_MODULE(Cnn);
 
+// TorchScript's name for a value's type: Tensor, Tuple[Tensor, Tensor], Dict[str, Tensor].
+std::string typeOf(const c10::IValue& v) { return v.type()->annotation_str(); }
+
+bool allDigits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char ch) { return std::isdigit(ch); });
+}
+
+// The logits in what forward returned: the Tensor itself, or with `output` (--output)
+// the element of a tuple or list at an index, or the value of a Dict[str, ...] at a
+// key. `name` is the model's --model. Throws InputError naming --output.
+at::Tensor pickOutput(const c10::IValue& out, const std::string& name, const std::string& output) {
+  if (out.isTensor()) {
+    LRFIND_INPUT_CHECK(output.empty(), "--model ", name, ": forward returns one Tensor; --output ", output,
+                       " applies only to a forward that returns a tuple, list or dict (drop --output)");
+    return out.toTensor();
+  }
+  c10::IValue picked;
+  if (out.isTuple() || out.isList()) {
+    const char* kind = out.isTuple() ? "tuple" : "list";
+    const auto& items = out.isTuple() ? out.toTupleRef().elements() : out.toListRef();
+    const auto n = static_cast<int64_t>(items.size());
+    LRFIND_INPUT_CHECK(n > 0, "--model ", name, ": forward returns an empty ", kind, "; it must return the logits");
+    // Built only for a message: forward runs every step.
+    const auto range = [n] { return concat("--output N (0..", n - 1, ")"); };
+    LRFIND_INPUT_CHECK(!output.empty(), "--model ", name, ": forward returns a ", kind, " of ", n,
+                       " elements; pick the logits with ", range());
+    LRFIND_INPUT_CHECK(allDigits(output), "--model ", name, ": --output ", output,
+                       " is a dict key, but forward returns a ", kind, " of ", n,
+                       " elements; pick the logits with ", range());
+    const int64_t i = output.size() > 9 ? n : std::stoll(output);  // more digits than any tuple has
+    LRFIND_INPUT_CHECK(i < n, "--model ", name, ": --output ", output, " is out of range: forward returns a ", kind,
+                       " of ", n, " elements; pick the logits with ", range());
+    picked = items[static_cast<std::size_t>(i)];
+  } else if (out.isGenericDict()) {
+    const auto dict = out.toGenericDict();
+    LRFIND_INPUT_CHECK(dict.keyType()->kind() == c10::TypeKind::StringType, "--model ", name, ": forward returns ",
+                       typeOf(out), "; --output NAME picks from a dict with str keys (Dict[str, Tensor])");
+    LRFIND_INPUT_CHECK(!dict.empty(), "--model ", name, ": forward returns an empty dict; it must return the logits");
+    const auto keys = [&dict] {
+      std::string text;
+      for (const auto& entry : dict) text += (text.empty() ? "" : ", ") + entry.key().toStringRef();
+      return text;
+    };
+    LRFIND_INPUT_CHECK(!output.empty(), "--model ", name, ": forward returns a dict with keys ", keys(),
+                       "; pick the logits with --output NAME");
+    const auto it = dict.find(output);
+    LRFIND_INPUT_CHECK(it != dict.end(), "--model ", name, ": --output ", output,
+                       " is not a key of the dict forward returns (its keys: ", keys(), ")");
+    picked = it->value();
+  } else {
+    throw InputError(concat("--model ", name, ": forward returns ", typeOf(out), "; it must return the logits as a "
+                            "Tensor, or a tuple, list or dict holding them (pick them with --output)"));
+  }
+  LRFIND_INPUT_CHECK(picked.isTensor(), "--model ", name, ": --output ", output, " picks ", typeOf(picked),
+                     " from forward's ", typeOf(out), "; it must pick the logits, a Tensor");
+  return picked.toTensor();
+}
+
 class ScriptModel final : public finder::Model {
  public:
-  explicit ScriptModel(torch::jit::Module module) : module_(std::move(module)) {}
+  ScriptModel(torch::jit::Module module, std::string name, std::string output)
+      : module_(std::move(module)), name_(std::move(name)), output_(std::move(output)) {}
 
   at::Tensor forward(const at::Tensor& input) override {
-    c10::IValue out = module_.forward({input});
-    LRFIND_INPUT_CHECK(out.isTensor(), "the TorchScript model's forward must return one Tensor, got ",
-                       out.tagKind());
-    return out.toTensor();
+    return pickOutput(module_.forward({input}), name_, output_);
   }
   std::vector<at::Tensor> parameters() override {
     std::vector<at::Tensor> out;
@@ -69,9 +127,11 @@ class ScriptModel final : public finder::Model {
 
  private:
   torch::jit::Module module_;
+  std::string name_;    // --model, for messages
+  std::string output_;  // --output; empty: forward returns one Tensor
 };
 
-LoadedModel loadScript(const std::string& path, c10::Device device) {
+LoadedModel loadScript(const std::string& path, const std::string& output, c10::Device device) {
   namespace fs = std::filesystem;
   std::error_code ec;
   LRFIND_INPUT_CHECK(fs::exists(path, ec), "--model ", path,
@@ -90,7 +150,7 @@ LoadedModel loadScript(const std::string& path, c10::Device device) {
   }
   LRFIND_INPUT_CHECK(module.find_method("forward").has_value(), "--model ", path,
                      ": the TorchScript module has no forward method");
-  auto model = std::make_unique<ScriptModel>(std::move(module));
+  auto model = std::make_unique<ScriptModel>(std::move(module), path, output);
   LRFIND_INPUT_CHECK(!model->parameters().empty(), "--model ", path,
                      ": the TorchScript module has no parameters to train");
   return {std::move(model), path};
@@ -99,17 +159,19 @@ LoadedModel loadScript(const std::string& path, c10::Device device) {
 }  // namespace
 
 std::unique_ptr<finder::Model> wrapScriptModule(const torch::jit::Module& module) {
-  return std::make_unique<ScriptModel>(module);
+  return std::make_unique<ScriptModel>(module, "the TorchScript module", "");
 }
 
 LoadedModel loadModel(const std::string& spec, const Dataset& data, int64_t num_outputs,
-                      uint64_t seed, c10::Device device) {
+                      uint64_t seed, c10::Device device, const std::string& output) {
   if (spec != "mlp" && spec != "cnn") {
     const bool looks_like_path = spec.find('/') != std::string::npos || spec.find('.') != std::string::npos;
     LRFIND_INPUT_CHECK(looks_like_path || std::filesystem::exists(spec), "--model \"", spec,
                        "\" is neither a built-in model (mlp, cnn) nor an existing file");
-    return loadScript(spec, device);
+    return loadScript(spec, output, device);
   }
+  LRFIND_INPUT_CHECK(output.empty(), "--output ", output, " picks the logits from a TorchScript model's tuple, list "
+                     "or dict; the built-in --model ", spec, " returns one Tensor (drop --output)");
   torch::manual_seed(seed);
   LoadedModel out;
   out.name = spec;
@@ -142,13 +204,22 @@ at::Tensor dryForward(finder::Model& model, const std::string& name, const Datas
   at::Tensor out;
   try {
     out = model.forward(sample);
+  } catch (const InputError&) {
+    // What forward returned is not what lrfind takes (--output): not the inputs' fault.
+    model.setTraining(was_training);
+    throw;
   } catch (const std::exception& e) {
     // c10::Error from LibTorch, JITException from the TorchScript interpreter.
     model.setTraining(was_training);
     const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+    // A conv model given [N, H, W, C] images fails inside LibTorch's conv; say so.
+    const bool looks_nhwc = !data.transform.channels_last && sample.dim() == 4 &&
+                            (sample.size(-1) == 1 || sample.size(-1) == 3) && sample.size(1) != 1 &&
+                            sample.size(1) != 3;
     throw InputError(concat("--model ", name, " rejects inputs of shape ", shapeOf(sample), " (from --data ",
                             data.source, "): ",
-                            oneLine(c10_error != nullptr ? c10_error->what_without_backtrace() : e.what())));
+                            oneLine(c10_error != nullptr ? c10_error->what_without_backtrace() : e.what()),
+                            looks_nhwc ? "; the inputs look channels-last [N, H, W, C]: try --channels-last" : ""));
   }
   model.setTraining(was_training);
   LRFIND_INPUT_CHECK(out.dim() >= 1 && out.size(0) == sample.size(0), "--model ", name,

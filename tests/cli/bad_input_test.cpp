@@ -160,6 +160,8 @@ std::vector<BadCase> makeBadInputs(const TempDir& dir) {
       {"--model wide.pt --data d.h5", "rejects inputs of shape [2, 8]"},
       {"--model narrow.pt --data d.h5", "label 9 is out of range for --model narrow.pt, which has 4 outputs"},
       {"--model cnn --data d.h5", "--model cnn needs image inputs"},
+      {"--model m.pt --data d.h5 --output 0", "--model m.pt: forward returns one Tensor; --output 0 applies only"},
+      {"--model mlp --output logits", "the built-in --model mlp returns one Tensor (drop --output)"},
       // Data files.
       {"--data missing.h5", "--data missing.h5: no such file"},
       {"--data adir", "--data adir: is a directory"},
