@@ -99,6 +99,7 @@ Result findLr(const std::shared_ptr<torch::nn::Module>& module, const ForwardFn&
   out.loss = r.loss;
   out.loss_raw = r.loss_raw;
   out.val_loss = r.val_loss;
+  out.group_lr = r.group_lr;
   out.stop_reason = finder::toString(r.stop_reason);
   for (const auto& s : r.suggestions) {
     out.suggestions[finder::toString(s.method)] = s.found ? std::optional<double>(s.lr) : std::nullopt;

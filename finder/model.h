@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -12,12 +13,21 @@
 
 namespace lrfind::finder {
 
+// A parameter as the model names it, and the type of the module that holds it.
+struct NamedParameter {
+  std::string name;         // "features.0.weight", as named_parameters() says it
+  at::Tensor tensor;
+  std::string module_type;  // "BatchNorm2d", "Linear", "Net" (the module's own type name)
+};
+
 class Model {
  public:
   virtual ~Model() = default;
   virtual at::Tensor forward(const at::Tensor& input) = 0;
   // The trainable parameters, in a fixed order (the same on every rank).
   virtual std::vector<at::Tensor> parameters() = 0;
+  // Every parameter with its name and module; empty when the model cannot name them.
+  virtual std::vector<NamedParameter> namedParameters() { return {}; }
   // Non-trainable state that forward may change (e.g. batch-norm statistics).
   virtual std::vector<at::Tensor> buffers() = 0;
   virtual bool isTraining() const = 0;
@@ -33,6 +43,19 @@ class NnModel final : public Model {
 
   at::Tensor forward(const at::Tensor& input) override { return forward_(input); }
   std::vector<at::Tensor> parameters() override { return module_->parameters(); }
+  std::vector<NamedParameter> namedParameters() override {
+    std::vector<NamedParameter> out;
+    for (const auto& item : module_->named_modules()) {
+      // "torch::nn::BatchNorm2dImpl" -> "BatchNorm2d"
+      std::string type = item.value()->name();
+      if (const auto colon = type.rfind("::"); colon != std::string::npos) type = type.substr(colon + 2);
+      if (type.size() > 4 && type.compare(type.size() - 4, 4, "Impl") == 0) type.resize(type.size() - 4);
+      for (const auto& p : item.value()->named_parameters(/*recurse=*/false)) {
+        out.push_back({item.key().empty() ? p.key() : item.key() + "." + p.key(), p.value(), type});
+      }
+    }
+    return out;
+  }
   std::vector<at::Tensor> buffers() override { return module_->buffers(); }
   bool isTraining() const override { return module_->is_training(); }
   void setTraining(bool on) override { module_->train(on); }

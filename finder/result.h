@@ -18,6 +18,7 @@ struct StepRecord {
   double loss_raw = 0.0;  // the step's training loss
   double loss = 0.0;      // smoothed monitored loss (training, or validation)
   std::vector<double> loss_per_rank;
+  std::vector<double> group_lr;  // each optimizer param group's lr at this step
   double seconds = 0.0;   // the whole step, evaluation included
   // Validation mode: the loss over the held-out data after the step's update, and the
   // evaluation's wall time on the slowest rank. NaN and 0 without validation.
@@ -31,6 +32,7 @@ struct SweepResult {
   std::vector<double> loss_raw;
   std::vector<double> val_loss, eval_seconds;  // per step in validation mode; else empty
   std::vector<std::vector<double>> loss_per_rank;  // [step][rank], rank 0 only
+  std::vector<std::vector<double>> group_lr;       // [step][param group], rank 0 only
   std::vector<double> step_seconds;
   StopReason stop_reason = StopReason::kRunning;
   // With kDiverged: "ratio" or "shift", the test of the stop rule that decided

@@ -115,6 +115,26 @@ Gathered readGathered(const at::Tensor& gathered, int world) {
   return out;
 }
 
+// Each param group's lr as a multiple of the scheduled lr: `given`, or the groups'
+// initial ratios to the first.
+std::vector<double> groupMultipliers(torch::optim::Optimizer& optimizer, const std::vector<double>& given) {
+  auto& groups = optimizer.param_groups();
+  LRFIND_CHECK(!groups.empty(), "the optimizer has no param groups");
+  if (!given.empty()) {
+    LRFIND_CHECK(given.size() == groups.size(), given.size(), " lr multipliers for ", groups.size(),
+                 " param groups");
+    return given;
+  }
+  const double first = groups[0].options().get_lr();
+  std::vector<double> out{1.0};
+  if (groups.size() == 1) return out;
+  LRFIND_INPUT_CHECK(std::isfinite(first) && first > 0, "the optimizer's first param group has lr ", first,
+                     "; with several groups the sweep keeps each at its initial lr ratio to the first, which "
+                     "needs a positive first lr");
+  for (std::size_t g = 1; g < groups.size(); ++g) out.push_back(groups[g].options().get_lr() / first);
+  return out;
+}
+
 std::string mib(std::size_t bytes) {
   std::ostringstream out;
   out << static_cast<double>(bytes) / (1 << 20) << " MiB";
@@ -169,6 +189,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
   const bool is_root = rank == 0;
   SweepObserver* observer = is_root ? context.observer : nullptr;
 
+  const std::vector<double> multipliers = groupMultipliers(optimizer, context.lr_multipliers);
   std::optional<StateGuard> guard;
   if (options.restore_state) guard.emplace(model, optimizer);
   model.setTraining(true);
@@ -280,7 +301,11 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       label("step " + std::to_string(k));
       const auto t0 = Clock::now();
       const double step_lr = lr;
-      for (auto& group : optimizer.param_groups()) group.options().set_lr(step_lr);
+      std::vector<double> group_lr;
+      for (std::size_t g = 0; g < multipliers.size(); ++g) {
+        group_lr.push_back(step_lr * multipliers[g]);
+        optimizer.param_groups()[g].options().set_lr(group_lr.back());
+      }
       averager.zeroGradients();
       if (is_root && local_error.empty()) local_error = observer_error;
 
@@ -329,10 +354,12 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       if (is_root) {
         record.step = k;
         record.lr = step_lr;
+        record.group_lr = std::move(group_lr);
         record.seconds = secondsSince(t0);
         result.loss_raw.push_back(record.loss_raw);
         result.loss.push_back(record.loss);
         result.loss_per_rank.push_back(record.loss_per_rank);
+        result.group_lr.push_back(record.group_lr);
         result.step_seconds.push_back(record.seconds);
         if (validation != nullptr) {
           result.val_loss.push_back(record.val_loss);

@@ -2,7 +2,9 @@
 // The LR range test loop, data-parallel over a Communicator.
 //
 // Per step k (every rank, in lockstep):
-//   1. set lr_k on every param group (rank 0's decision; lr_0 = min_lr);
+//   1. set lr_k (rank 0's decision; lr_0 = min_lr) times the group's multiplier on every
+//      param group (SweepContext::lr_multipliers: by default each group's initial lr
+//      ratio to the first group's, so the first group follows the schedule);
 //   2. forward/backward on `accumulate` micro-batches of this rank's BatchSource
 //      (loss / (accumulate·world), so the gradients summed over ranks are those of the
 //      global mean);
@@ -66,6 +68,10 @@ struct SweepContext {
   // NCCL (or host staging) for a model on a GPU; nullptr: `comm`. Same ranks as `comm`.
   comm::Communicator* tensor_comm = nullptr;
   SweepObserver* observer = nullptr;
+  // Each optimizer param group's lr as a multiple of the scheduled lr, one per group.
+  // Empty: each group's lr when the sweep starts, divided by the first group's (which
+  // must then be positive when there are several groups).
+  std::vector<double> lr_multipliers;
   // Validation mode: this rank's share of the held-out data, evaluated after every
   // update; nullptr: none (SweepOptions::monitor must then be kTrain).
   EvalSource* validation = nullptr;

@@ -327,6 +327,18 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
   app.add_option("--betas", betas, "Adam/AdamW betas as b1,b2")->capture_default_str()->group(opt_group);
   app.add_option("--eps", eps, "Epsilon, or auto for the optimizer's own (1e-8; adagrad 1e-10)")
       ->capture_default_str()->group(opt_group);
+  app.add_option("--param-group", c.param_groups,
+                 "Repeatable: REGEX=MULT trains the parameters whose name (as named_parameters() gives it, e.g. "
+                 "fc2.weight) matches REGEX (a search: anchor it with ^) at MULT x the scheduled lr. The first "
+                 "matching pattern wins; the others form the default group (1x), whose lr is the sweep's lr, stop "
+                 "rule and suggestion. A pattern matching nothing is an error [default: one group]")
+      ->run_callback_for_default(false)  // none given: no line in --write-config (not one empty pattern)
+      ->group(opt_group);
+  app.add_flag("--no-decay-bias-norm", c.no_decay_bias_norm,
+               "No weight decay for every parameter named *.bias or bias, every 1-D parameter, and every parameter "
+               "of a module whose type name contains Norm (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, "
+               "RMSNorm); each --param-group keeps its multiplier")
+      ->group(opt_group);
 
   const auto* sweep_group = "Sweep";
   app.add_option("--batch-size", c.batch_size, "Samples per step on each rank")->capture_default_str()->group(sweep_group);

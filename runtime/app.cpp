@@ -31,6 +31,7 @@
 #include "runtime/grid_run.h"
 #include "runtime/grid_summary.h"
 #include "runtime/models.h"
+#include "runtime/param_groups.h"
 #include "runtime/placement.h"
 #include "runtime/progress.h"
 #include "runtime/report.h"
@@ -171,6 +172,8 @@ struct Setup {
   std::unique_ptr<comm::Communicator> tensor_comm;  // nullptr: the world's communicator
   LoadedModel loaded;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::vector<ParamGroupInfo> param_groups;  // the optimizer's groups
+  std::vector<double> lr_multipliers;        // each group's multiple of the scheduled lr
   std::unique_ptr<ShardedBatches> batches;
   // Validation mode: --val-data's rows of this rank (--val-fraction's are in `data`), and
   // this rank's share of the held-out rows; nullptr without validation.
@@ -403,6 +406,37 @@ void prepareData(const RunConfig& c, World& world, Setup& s) {
   agreeOnClasses(team, s);
 }
 
+// The optimizer over the model's param groups, each starting at its multiple of --min-lr.
+// Without --param-group and --no-decay-bias-norm: one group of every parameter, in the
+// model's order, as always.
+void makeGroupedOptimizer(const RunConfig& c, Setup& s) {
+  std::vector<ParamGroupSpec> specs;
+  for (const auto& text : c.param_groups) specs.push_back(parseParamGroup(text));
+  const auto named = s.loaded.model->namedParameters();
+  std::vector<ParamGroup> groups;
+  if (specs.empty() && !c.no_decay_bias_norm) {
+    ParamGroup all;
+    all.params = s.loaded.model->parameters();
+    all.info.weight_decay = weightDecay(c.optimizer);
+    for (const auto& p : named) all.info.names.push_back(p.name);
+    for (const auto& p : all.params) all.info.numel += p.numel();
+    groups.push_back(std::move(all));
+  } else {
+    groups = planParamGroups(named, specs, c.no_decay_bias_norm, weightDecay(c.optimizer));
+  }
+  std::vector<OptimizerGroup> optimizer_groups;
+  s.param_groups.clear();
+  s.lr_multipliers.clear();
+  for (auto& g : groups) {
+    const bool own_decay = g.info.weight_decay != weightDecay(c.optimizer);
+    optimizer_groups.push_back({std::move(g.params), c.sweep.min_lr * g.info.multiplier,
+                                own_decay ? std::optional<double>(g.info.weight_decay) : std::nullopt});
+    s.lr_multipliers.push_back(g.info.multiplier);
+    s.param_groups.push_back(std::move(g.info));
+  }
+  s.optimizer = makeOptimizer(optimizer_groups, c.optimizer);
+}
+
 // Phase 2, agreed: the model, a dry forward pass against the data, the optimizer.
 void prepareModel(const RunConfig& c, const Team& team, int world_rank, Setup& s, const std::optional<Fault>& fault) {
   comm::agreeOnSuccess(team.comm, [&] {
@@ -411,9 +445,7 @@ void prepareModel(const RunConfig& c, const Team& team, int world_rank, Setup& s
     const at::Tensor out = dryForward(*s.loaded.model, s.loaded.name, s.data, s.device);
     checkOutput(out, c, s.data, s.loaded.name);
     if (!c.val_data.empty()) checkOutput(out, c, s.val_data, s.loaded.name);
-    OptimizerConfig opt = c.optimizer;
-    opt.lr = c.sweep.min_lr;
-    s.optimizer = makeOptimizer(s.loaded.model->parameters(), opt);
+    makeGroupedOptimizer(c, s);
   });
 }
 
@@ -431,6 +463,7 @@ RunInfo describeRun(const RunConfig& c, const Team& team, const Setup& s) {
   info.channels_last = s.data.transform.channels_last;
   info.batch_size = c.batch_size;
   info.global_batch_size = globalBatch(c, team);
+  info.param_groups = s.param_groups;
   if (s.validation) {
     info.val_data = s.val_source;
     info.val_labels = s.val_data.labels_source;
@@ -487,6 +520,7 @@ finder::SweepResult sweep(const RunConfig& c, const Team& team, Setup& s, finder
   };
   context.check_consistency = c.check_consistency;
   context.validation = s.validation.get();
+  context.lr_multipliers = s.lr_multipliers;
   context.before_step = std::move(before_step);
   context.interrupted = std::move(interrupted);
   context.option_name = flagName;
@@ -519,7 +553,7 @@ void writeOutputs(const RunConfig& c, const finder::SweepResult& result, const R
   if (!c.plot.empty()) writeTextFile(c.plot, renderSvg(result, c.sweep, info), "--plot");
 
   const auto& chosen = result.suggestion();
-  std::string summary = renderSummary(result, c.sweep);
+  std::string summary = renderSummary(result, c.sweep) + renderGroupLrs(result, info);
   // In a batch log (not a terminal) the curve comes along as text: no files to copy.
   if (::isatty(c.print_lr ? STDERR_FILENO : STDOUT_FILENO) == 0) summary += renderTextPlot(result, c.sweep);
   if (c.print_lr) {
@@ -547,6 +581,7 @@ void validate(const RunConfig& c) {
   LRFIND_INPUT_CHECK(c.comm_timeout_s > 0, "--comm-timeout must be > 0 seconds, got ", c.comm_timeout_s);
   LRFIND_INPUT_CHECK(c.stall_warning_s >= 0, "--stall-warning must be >= 0 seconds (0: never), got ",
                      c.stall_warning_s);
+  for (const auto& text : c.param_groups) parseParamGroup(text);
   LRFIND_INPUT_CHECK(c.val_fraction >= 0 && c.val_fraction < 1, "--val-fraction must be in [0, 1) (the share of "
                      "--data held out; 0: none), got ", c.val_fraction);
   LRFIND_INPUT_CHECK(c.val_data.empty() || c.val_fraction == 0, "--val-data and --val-fraction both name the "

@@ -35,6 +35,10 @@ struct RunConfig {
   int64_t val_batches = 0;
   std::string loss = "cross_entropy";
   OptimizerConfig optimizer;
+  // Parameter groups (README "Parameter groups"): --param-group REGEX=MULT, in order, and
+  // --no-decay-bias-norm.
+  std::vector<std::string> param_groups;
+  bool no_decay_bias_norm = false;
   finder::SweepOptions sweep;
   int64_t batch_size = 32;
   uint64_t seed = 0;

@@ -54,7 +54,29 @@ void checkLoss(const std::string& name) {
                      "; got \"", name, "\"");
 }
 
+namespace {
+
+// `Optim` over `groups`, each with a copy of `defaults` carrying its lr and weight decay.
+template <typename Optim, typename Options>
+std::unique_ptr<torch::optim::Optimizer> build(const std::vector<OptimizerGroup>& groups, const Options& defaults) {
+  std::vector<torch::optim::OptimizerParamGroup> param_groups;
+  for (const auto& g : groups) {
+    auto options = std::make_unique<Options>(defaults);
+    options->lr(g.lr);
+    if (g.weight_decay) options->weight_decay(*g.weight_decay);
+    param_groups.emplace_back(g.params, std::move(options));
+  }
+  return std::make_unique<Optim>(std::move(param_groups), defaults);
+}
+
+}  // namespace
+
 std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const std::vector<at::Tensor>& params,
+                                                       const OptimizerConfig& c) {
+  return makeOptimizer(std::vector<OptimizerGroup>{{params, c.lr, std::nullopt}}, c);
+}
+
+std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const std::vector<OptimizerGroup>& groups,
                                                        const OptimizerConfig& c) {
   using namespace torch::optim;
   checkOptimizer(c);
@@ -63,7 +85,7 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const std::vector<at::Ten
     SGDOptions o(c.lr);
     o.momentum(c.momentum).nesterov(c.nesterov);
     if (c.weight_decay) o.weight_decay(*c.weight_decay);
-    return std::make_unique<SGD>(params, o);
+    return build<SGD>(groups, o);
   }
   if (c.name == "adam" || c.name == "adamw") {
     auto configure = [&](auto o) {
@@ -72,21 +94,23 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const std::vector<at::Ten
       if (c.weight_decay) o.weight_decay(*c.weight_decay);
       return o;
     };
-    if (c.name == "adam") return std::make_unique<Adam>(params, configure(AdamOptions(c.lr)));
-    return std::make_unique<AdamW>(params, configure(AdamWOptions(c.lr)));
+    if (c.name == "adam") return build<Adam>(groups, configure(AdamOptions(c.lr)));
+    return build<AdamW>(groups, configure(AdamWOptions(c.lr)));
   }
   if (c.name == "rmsprop") {
     RMSpropOptions o(c.lr);
     o.momentum(c.momentum);
     if (c.eps) o.eps(*c.eps);
     if (c.weight_decay) o.weight_decay(*c.weight_decay);
-    return std::make_unique<RMSprop>(params, o);
+    return build<RMSprop>(groups, o);
   }
   AdagradOptions o(c.lr);
   if (c.eps) o.eps(*c.eps);
   if (c.weight_decay) o.weight_decay(*c.weight_decay);
-  return std::make_unique<Adagrad>(params, o);
+  return build<Adagrad>(groups, o);
 }
+
+double weightDecay(const OptimizerConfig& c) { return c.weight_decay.value_or(c.name == "adamw" ? 0.01 : 0.0); }
 
 bool lossTakesLabels(const std::string& name) { return name == "cross_entropy" || name == "nll"; }
 

@@ -40,6 +40,21 @@ void checkLoss(const std::string& name);
 std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const std::vector<at::Tensor>& params,
                                                        const OptimizerConfig& config);
 
+// One param group of makeOptimizer(): its parameters, its lr and, when set, its own
+// weight decay (else the optimizer's).
+struct OptimizerGroup {
+  std::vector<at::Tensor> params;
+  double lr = 1e-8;
+  std::optional<double> weight_decay;
+};
+// The optimizer with these param groups, in this order; `config.lr` is unused.
+std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const std::vector<OptimizerGroup>& groups,
+                                                       const OptimizerConfig& config);
+
+// The weight decay `config` gives: --weight-decay, or the optimizer's own default
+// (adamw 0.01, the others 0).
+double weightDecay(const OptimizerConfig& config);
+
 // Whether the loss takes integer class labels (cross_entropy, nll) or float targets.
 bool lossTakesLabels(const std::string& name);
 

@@ -48,6 +48,12 @@ class Writer {
     for (const double v : values) put(v);
     return *this;
   }
+  Writer& put(const std::vector<std::string>& texts) {
+    put(static_cast<uint64_t>(texts.size()));
+    for (const auto& t : texts) put(t);
+    return *this;
+  }
+  Writer& put(const ParamGroupInfo& g) { return put(g.pattern).put(g.multiplier).put(g.weight_decay).put(g.numel).put(g.names); }
   std::string take() { return std::move(bytes_); }
 
  private:
@@ -78,6 +84,20 @@ class Reader {
     for (double& x : v) x = get<double>();
     return v;
   }
+  std::vector<std::string> texts() {
+    std::vector<std::string> v(static_cast<std::size_t>(get<uint64_t>()));
+    for (auto& t : v) t = text();
+    return v;
+  }
+  ParamGroupInfo paramGroup() {
+    ParamGroupInfo g;
+    g.pattern = text();
+    g.multiplier = get<double>();
+    g.weight_decay = get<double>();
+    g.numel = get<int64_t>();
+    g.names = texts();
+    return g;
+  }
 
  private:
   void need(std::size_t n) const {
@@ -95,13 +115,15 @@ std::string encodeStart(const GridSweep& s) {
   w.put(i.labels).put(i.input_type).put(i.input_scale).put(i.normalize).put(static_cast<uint8_t>(i.channels_last));
   w.put(i.batch_size).put(i.global_batch_size).put(i.seed).put(static_cast<int32_t>(i.world_size));
   w.put(i.val_data).put(i.val_labels).put(i.val_samples).put(i.val_batches);
+  w.put(static_cast<uint64_t>(i.param_groups.size()));
+  for (const auto& g : i.param_groups) w.put(g);
   return w.take();
 }
 
 std::string encodeStep(std::size_t index, const finder::StepRecord& r) {
   Writer w(Kind::kStep);
   w.put(static_cast<uint64_t>(index)).put(r.step).put(r.lr).put(r.loss_raw).put(r.loss).put(r.seconds);
-  w.put(r.val_loss).put(r.eval_seconds).put(r.loss_per_rank);
+  w.put(r.val_loss).put(r.eval_seconds).put(r.loss_per_rank).put(r.group_lr);
   return w.take();
 }
 
@@ -242,6 +264,7 @@ void GridCollector::onStep(std::size_t index, const finder::StepRecord& r) {
   res.loss.push_back(r.loss);
   res.loss_raw.push_back(r.loss_raw);
   res.loss_per_rank.push_back(r.loss_per_rank);
+  res.group_lr.push_back(r.group_lr);
   res.step_seconds.push_back(r.seconds);
   if (!sweeps_[index]->info.val_data.empty()) {
     res.val_loss.push_back(r.val_loss);
@@ -313,6 +336,8 @@ void GridCollector::handle(const comm::Message& m) {
       s.info.val_labels = r.text();
       s.info.val_samples = r.get<int64_t>();
       s.info.val_batches = r.get<int64_t>();
+      s.info.param_groups.resize(static_cast<std::size_t>(r.get<uint64_t>()));
+      for (auto& g : s.info.param_groups) g = r.paramGroup();
       onStart(s);
       return;
     }
@@ -327,6 +352,7 @@ void GridCollector::handle(const comm::Message& m) {
       rec.val_loss = r.get<double>();
       rec.eval_seconds = r.get<double>();
       rec.loss_per_rank = r.doubles();
+      rec.group_lr = r.doubles();
       onStep(index, rec);
       return;
     }

@@ -117,6 +117,17 @@ class ScriptModel final : public finder::Model {
     for (const auto& p : module_.parameters()) out.push_back(p);
     return out;
   }
+  std::vector<finder::NamedParameter> namedParameters() override {
+    std::vector<finder::NamedParameter> out;
+    for (const auto& sub : module_.named_modules()) {
+      const auto type = sub.value.type()->name();
+      const std::string type_name = type ? type->name() : std::string("Module");
+      for (const auto& p : sub.value.named_parameters(/*recurse=*/false)) {
+        out.push_back({sub.name.empty() ? p.name : sub.name + "." + p.name, p.value, type_name});
+      }
+    }
+    return out;
+  }
   std::vector<at::Tensor> buffers() override {
     std::vector<at::Tensor> out;
     for (const auto& b : module_.buffers()) out.push_back(b);

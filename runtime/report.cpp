@@ -190,6 +190,18 @@ std::string renderJson(const finder::SweepResult& result, const finder::SweepOpt
         {"loss_raw", series<json>(result.loss_raw)}}},
   };
   if (!result.val_loss.empty()) j["curve"]["val_loss"] = series<json>(result.val_loss);
+  if (!info.param_groups.empty()) {
+    json groups = json::array();
+    for (const auto& g : info.param_groups) {
+      groups.push_back({{"pattern", g.pattern},
+                        {"multiplier", g.multiplier},
+                        {"weight_decay", g.weight_decay},
+                        {"num_params", g.names.size()},
+                        {"numel", g.numel},
+                        {"suggested_lr", chosen.found ? number<json>(chosen.lr * g.multiplier) : json()}});
+    }
+    j["param_groups"] = groups;
+  }
   if (!info.config.empty()) j["config_toml"] = info.config;
   if (!chosen.found) j["no_suggestion_reason"] = chosen.note;
   if (!result.step_seconds.empty()) {
@@ -485,6 +497,20 @@ std::string renderSummary(const finder::SweepResult& result, const finder::Sweep
     os << "no suggestion: " << chosen.note << "\n";
   }
   return os.str();
+}
+
+std::string renderGroupLrs(const finder::SweepResult& result, const RunInfo& info) {
+  const auto& chosen = result.suggestion();
+  if (info.param_groups.size() < 2 || !chosen.found) return "";
+  std::string out = "  lr per param group at the suggestion:\n";
+  for (const auto& g : info.param_groups) {
+    char line[256];
+    std::snprintf(line, sizeof line, "    %-24s x%-6g %-11s (%zu parameter(s), weight decay %g)\n",
+                  g.pattern.empty() ? "(default)" : g.pattern.c_str(), g.multiplier,
+                  formatLr(chosen.lr * g.multiplier).c_str(), g.names.size(), g.weight_decay);
+    out += line;
+  }
+  return out;
 }
 
 std::string renderTextPlot(const finder::SweepResult& result, const finder::SweepOptions& options, int width,

@@ -31,6 +31,10 @@ std::string renderSvg(const finder::SweepResult& result, const finder::SweepOpti
 // Steps, stop reason and every method's lr; the chosen one marked with '*'.
 std::string renderSummary(const finder::SweepResult& result, const finder::SweepOptions& options);
 
+// With several param groups, each one's lr at the chosen suggestion (its multiple of the
+// suggested lr), one line per group; "" with one group or no suggestion.
+std::string renderGroupLrs(const finder::SweepResult& result, const RunInfo& info);
+
 // The curve in characters for logs (a Slurm .out file): `height` rows of the smoothed
 // loss against lr, `width` columns, the chosen suggestion's column marked.
 std::string renderTextPlot(const finder::SweepResult& result, const finder::SweepOptions& options,

@@ -87,10 +87,13 @@ h5::Id createSeries(hid_t file, const char* name, hsize_t width) {
 // never entered in the chunk index, and HDF5 (1.10) then fails to remove it, after it
 // has shrunk the extent in memory but before writing the extent to the file. Growing by
 // one row and shrinking again writes it: the chunk has left the cache by then.
-void shrink(hid_t dataset, hsize_t rows, int world) {
-  const hsize_t dims[2] = {rows, static_cast<hsize_t>(world)};
+void shrink(hid_t dataset, hsize_t rows) {
+  hsize_t width[2] = {0, 0};
+  h5::Id space(H5Dget_space(dataset), H5Sclose);
+  if (!space.valid() || H5Sget_simple_extent_dims(space.get(), width, nullptr) < 0) return;
+  const hsize_t dims[2] = {rows, width[1]};
   if (H5Dset_extent(dataset, dims) >= 0) return;
-  const hsize_t one_more[2] = {rows + 1, static_cast<hsize_t>(world)};
+  const hsize_t one_more[2] = {rows + 1, width[1]};
   H5Dset_extent(dataset, one_more);
   H5Dset_extent(dataset, dims);
 }
@@ -212,17 +215,41 @@ void keepFirst(h5::Cause& first, h5::Cause next) noexcept {
   if (first.text.empty()) first = std::move(next);
 }
 
+// /param_groups/<k>: attributes pattern ("" for the default group), multiplier,
+// weight_decay, num_params, numel and suggested_lr (NaN until the end); dataset
+// parameters (their names).
+void writeParamGroups(hid_t loc, const std::vector<ParamGroupInfo>& groups) {
+  auto pg = h5::group(H5Gcreate2(loc, "param_groups", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                      "create group param_groups");
+  for (std::size_t k = 0; k < groups.size(); ++k) {
+    const std::string name = std::to_string(k);
+    auto g = h5::group(H5Gcreate2(pg.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                       concat("create group param_groups/", name));
+    const ParamGroupInfo& info = groups[k];
+    writeAttr(g.get(), "pattern", info.pattern);
+    writeAttr(g.get(), "multiplier", info.multiplier);
+    writeAttr(g.get(), "weight_decay", info.weight_decay);
+    writeAttr(g.get(), "num_params", static_cast<int64_t>(info.names.size()));
+    writeAttr(g.get(), "numel", info.numel);
+    writeAttr(g.get(), "suggested_lr", kNaN);
+    writeColumn(g.get(), "parameters", info.names);
+  }
+}
+
 // One sweep's part of a results file, under `loc`: the file root (ResultsWriter) or
 // the sweep's own group (/sweeps/<i> in a grid's file).
 struct Slot {
   std::string prefix;  // "" at the root, "/sweeps/3/": names the datasets in messages
   h5::Id group;        // the sweep's group; invalid at the root
   hid_t loc = H5I_INVALID_HID;
-  // Open while the sweep runs: lr, loss, loss_raw, step_seconds, loss_per_rank, and in
-  // validation mode val_loss and eval_seconds.
+  // Open while the sweep runs: lr, loss, loss_raw, step_seconds, loss_per_rank, then
+  // group_lr when the param groups are known, and val_loss and eval_seconds in
+  // validation mode.
   std::vector<h5::Id> series;
   h5::Id steps_attr;
   int world = 1;
+  hsize_t groups = 0;  // param groups: group_lr's width; 0: no group_lr
+  std::vector<double> multipliers;  // each param group's multiple of the scheduled lr
   bool validating = false;
   hsize_t rows = 0;     // rows appended
   hsize_t flushed = 0;  // rows on disk as of the last flush that succeeded
@@ -384,7 +411,7 @@ void ResultsFile::abandon() noexcept {
   if (file.valid() && !out_of_room) {
     for (auto& [key, slot] : slots) {
       for (auto& s : slot.series) {
-        if (s.valid()) shrink(s.get(), slot.flushed, slot.world);
+        if (s.valid()) shrink(s.get(), slot.flushed);
       }
       const auto steps = static_cast<int64_t>(slot.flushed);
       if (slot.steps_attr.valid()) H5Awrite(slot.steps_attr.get(), H5T_NATIVE_INT64, &steps);
@@ -451,6 +478,13 @@ Slot& ResultsFile::openSlot(std::size_t key, h5::Id group, std::string prefix, c
   slot.series.clear();
   for (const char* name : kSeries) slot.series.push_back(createSeries(f, name, 0));
   slot.series.push_back(createSeries(f, "loss_per_rank", static_cast<hsize_t>(slot.world)));
+  slot.groups = run.param_groups.size();
+  slot.multipliers.clear();
+  for (const auto& g : run.param_groups) slot.multipliers.push_back(g.multiplier);
+  if (slot.groups > 0) {
+    slot.series.push_back(createSeries(f, "group_lr", slot.groups));
+    writeParamGroups(f, run.param_groups);
+  }
   slot.validating = !run.val_data.empty();
   if (slot.validating) {
     for (const char* name : kValSeries) slot.series.push_back(createSeries(f, name, 0));
@@ -521,13 +555,18 @@ void ResultsFile::append(Slot& slot, const finder::StepRecord& r) {
                slot.prefix.empty() ? std::string("the sweep") : slot.prefix, " has ", r.loss_per_rank.size(),
                " losses per rank, the sweep has ", slot.world, " ranks");
   const double values[] = {r.lr, r.loss, r.loss_raw, r.seconds};
-  constexpr std::size_t n = std::size(kSeries);
-  for (std::size_t i = 0; i < n; ++i) appendRow(slot, slot.series[i], kSeries[i], &values[i], 0);
-  appendRow(slot, slot.series[n], "loss_per_rank", r.loss_per_rank.data(), static_cast<hsize_t>(slot.world));
+  std::size_t next = 0;
+  for (std::size_t i = 0; i < std::size(kSeries); ++i) appendRow(slot, slot.series[next++], kSeries[i], &values[i], 0);
+  appendRow(slot, slot.series[next++], "loss_per_rank", r.loss_per_rank.data(), static_cast<hsize_t>(slot.world));
+  if (slot.groups > 0) {
+    LRFIND_CHECK(r.group_lr.size() == slot.groups, "step ", r.step, " has ", r.group_lr.size(),
+                 " param group lrs, the sweep has ", slot.groups, " groups");
+    appendRow(slot, slot.series[next++], "group_lr", r.group_lr.data(), slot.groups);
+  }
   if (slot.validating) {
     const double val_values[] = {r.val_loss, r.eval_seconds};
     for (std::size_t i = 0; i < std::size(kValSeries); ++i) {
-      appendRow(slot, slot.series[n + 1 + i], kValSeries[i], &val_values[i], 0);
+      appendRow(slot, slot.series[next++], kValSeries[i], &val_values[i], 0);
     }
   }
   ++slot.rows;
@@ -554,6 +593,15 @@ void ResultsFile::endSlot(Slot& slot, const finder::SweepResult& result) {
   writeAttr(f, "stop_rule", result.stop_test);
   writeAttr(f, "stop_scale", result.stop_scale);
   writeAttr(f, "suggestion_warning", result.suggestion_warning);
+  if (slot.groups > 0) {
+    // Each group's lr at the suggestion: its multiple of the suggested lr.
+    auto pg = h5::group(H5Gopen2(f, "param_groups", H5P_DEFAULT), "open group param_groups");
+    const double suggested = suggestedLr(result, result.method);
+    for (hsize_t k = 0; k < slot.groups; ++k) {
+      auto g = h5::group(H5Gopen2(pg.get(), std::to_string(k).c_str(), H5P_DEFAULT), "open a param group");
+      writeAttr(g.get(), "suggested_lr", suggested * slot.multipliers[k]);
+    }
+  }
   if (!result.error.empty()) writeAttr(f, "error", result.error);
   writeAttr(f, "complete", int64_t{ended ? 1 : 0});
 }
@@ -920,10 +968,25 @@ ResultsData readSweep(hid_t loc, const std::string& where) {
     d.val_loss = readSeries(loc, "val_loss", nullptr);
     d.eval_seconds = readSeries(loc, "eval_seconds", nullptr);
   }
-  hsize_t width = 1;
-  const auto flat = readSeries(loc, "loss_per_rank", &width);
-  for (std::size_t i = 0; i + width <= flat.size(); i += width) {
-    d.loss_per_rank.emplace_back(flat.begin() + i, flat.begin() + i + width);
+  auto rows = [&](const char* name) {
+    hsize_t width = 1;
+    const auto flat = readSeries(loc, name, &width);
+    std::vector<std::vector<double>> out;
+    for (std::size_t i = 0; i + width <= flat.size(); i += width) out.emplace_back(flat.begin() + i, flat.begin() + i + width);
+    return out;
+  };
+  d.loss_per_rank = rows("loss_per_rank");
+  if (exists(loc, "param_groups")) {
+    d.group_lr = rows("group_lr");
+    auto pg = h5::group(H5Gopen2(loc, "param_groups", H5P_DEFAULT), "open group param_groups");
+    for (std::size_t k = 0; exists(pg.get(), std::to_string(k).c_str()); ++k) {
+      const std::string at = concat("param_groups/", k);
+      auto g = h5::group(H5Gopen2(pg.get(), std::to_string(k).c_str(), H5P_DEFAULT), concat("open group ", at));
+      ResultsData::ParamGroup group;
+      readAttrs(g.get(), &group.numbers, &group.strings, at);
+      group.parameters = readStringColumn(g.get(), "parameters");
+      d.param_groups.push_back(std::move(group));
+    }
   }
   readAttrs(loc, &d.numbers, &d.strings, where);
   auto g = h5::group(H5Gopen2(loc, "suggestions", H5P_DEFAULT), "open group suggestions");

@@ -140,6 +140,13 @@ struct ResultsData {
   std::vector<double> lr, loss, loss_raw, step_seconds;
   std::vector<double> val_loss, eval_seconds;  // validation mode; else empty
   std::vector<std::vector<double>> loss_per_rank;
+  std::vector<std::vector<double>> group_lr;  // [step][param group]; empty without param_groups/
+  struct ParamGroup {
+    std::map<std::string, double> numbers;       // multiplier, weight_decay, num_params, numel, suggested_lr
+    std::map<std::string, std::string> strings;  // pattern
+    std::vector<std::string> parameters;
+  };
+  std::vector<ParamGroup> param_groups;
   std::map<std::string, double> numbers;       // numeric (scalar) attributes
   std::map<std::string, std::string> strings;  // string (scalar) attributes
   std::map<std::string, double> suggestions;   // attributes of suggestions/

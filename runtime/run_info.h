@@ -5,8 +5,18 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace lrfind::runtime {
+
+// One optimizer param group (runtime/param_groups.h).
+struct ParamGroupInfo {
+  std::string pattern;  // the --param-group REGEX; "" for the default group
+  double multiplier = 1;
+  double weight_decay = 0;
+  int64_t numel = 0;               // elements of its parameters
+  std::vector<std::string> names;  // its parameters, in the model's order
+};
 
 struct RunInfo {
   std::string model;
@@ -30,6 +40,9 @@ struct RunInfo {
   int64_t global_batch_size = 0;  // batch_size * world * accumulate
   int64_t seed = 0;
   int world_size = 1;
+  // The optimizer's param groups, the default group first; empty: not recorded (library
+  // callers), else group_lr has one column per group.
+  std::vector<ParamGroupInfo> param_groups;
   // The run's full configuration as TOML (lrfind_dist --config reads it back); stored
   // as the "config" attribute and in the JSON summary when not empty. Library callers
   // leave it empty.

@@ -190,6 +190,14 @@ std::vector<BadCase> makeBadInputs(const TempDir& dir) {
       {"--data d.h5 --normalize 0.5:0", "--normalize: every STD must be > 0"},
       {"--data d.h5 --input-scale 0", "--input-scale must be a finite non-zero number"},
       {"--channels-last", "apply to an HDF5 --data file, not to the built-in set 'synthetic'"},
+      // Parameter groups.
+      {"--param-group '^fc2\\.=10'", "--param-group ^fc2\\.=10: the pattern matches no parameter of the model "
+                                        "(an earlier pattern may have taken them; the first match wins); its "
+                                        "parameters: 1.weight, 1.bias, 3.weight, 3.bias, 5.weight, 5.bias"},
+      {"--param-group '([=2'", "--param-group ([=2: '([' is not a valid regular expression"},
+      {"--param-group 'weight=0'", "--param-group weight=0: the multiplier must be a positive number, got \"0\""},
+      {"--param-group 'weight=-2'", "the multiplier must be a positive number, got \"-2\""},
+      {"--param-group weight", "--param-group must be REGEX=MULT"},
       // Validation data.
       {"--data d.h5 --val-fraction 1.5", "--val-fraction must be in [0, 1)"},
       {"--data d.h5 --val-data d.h5 --val-fraction 0.1", "--val-data and --val-fraction both name the validation data"},

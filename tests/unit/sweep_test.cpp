@@ -494,5 +494,55 @@ TEST(Sweep, AFailingEvaluationEndsTheSweepNamingTheStepAndRestores) {
   before.expectEqual(*t.model, opt);
 }
 
+
+// A user's optimizer with two param groups, the second at 10x the first: the sweep keeps
+// that ratio at every step (the first group follows the schedule), as a hand-written loop
+// with the same two groups does, and restores both lrs.
+TEST(Sweep, ParamGroupsKeepTheirInitialRatioToTheFirstGroup) {
+  auto twoGroups = [](SweepTask& t) {
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    const auto params = t.net->parameters();
+    std::vector<at::Tensor> body(params.begin(), params.end() - 2), head(params.end() - 2, params.end());
+    groups.emplace_back(body, std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(1e-3).momentum(0.9)));
+    groups.emplace_back(head, std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(1e-2).momentum(0.9)));
+    return std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(1e-3).momentum(0.9));
+  };
+  SweepTask t(/*batch_norm=*/false), copy(/*batch_norm=*/false);
+  auto opt = twoGroups(t);
+  auto ref_opt = twoGroups(copy);
+  finder::SweepOptions o;
+  o.min_lr = 1e-4;
+  o.max_lr = 1;
+  o.num_training = 30;
+  o.early_stop_threshold.reset();
+  auto batches = t.batches();
+  const auto r = finder::runSweep(*t.model, *opt, batches, t.loss, o);
+  ASSERT_EQ(r.group_lr.size(), 30u);
+  EXPECT_EQ(opt->param_groups()[0].options().get_lr(), 1e-3);
+  EXPECT_EQ(opt->param_groups()[1].options().get_lr(), 1e-2);
+
+  auto ref_batches = copy.batches();
+  copy.model->setTraining(true);
+  for (int64_t k = 0; k < 30; ++k) {
+    const double lr = finder::scheduledLr(k, o);
+    ref_opt->param_groups()[0].options().set_lr(lr);
+    ref_opt->param_groups()[1].options().set_lr(10 * lr);
+    ref_opt->zero_grad();
+    auto b = ref_batches.next();
+    auto loss = copy.loss(copy.model->forward(b.input), b.target);
+    const double expected = loss.item<double>();
+    loss.backward();
+    ref_opt->step();
+    EXPECT_EQ(r.lr[k], lr);
+    ASSERT_EQ(r.group_lr[k].size(), 2u);
+    EXPECT_EQ(r.group_lr[k][0], lr);
+    EXPECT_NEAR(r.group_lr[k][1], 10 * lr, 1e-15 * lr);
+    EXPECT_NEAR(r.loss_raw[k], expected, 1e-6 * std::abs(expected)) << "step " << k;
+  }
+  // A zero first lr leaves no ratio to keep.
+  opt->param_groups()[0].options().set_lr(0);
+  EXPECT_THROW(finder::runSweep(*t.model, *opt, batches, t.loss, o), InputError);
+}
+
 }  // namespace
 }  // namespace lrfind

@@ -2,9 +2,9 @@
 // lrfind: the learning-rate range test (Smith 2015) as a C++ library.
 //
 // This is the whole public API: one call on your own torch::nn module, optimizer, data
-// and loss. During the call the learning rate of every parameter group grows after each
-// optimizer step from min_lr to max_lr; the loss is recorded and smoothed, the sweep
-// stops when it diverges, and a learning rate is suggested from the curve. Afterwards
+// and loss. During the call the learning rate grows after each optimizer step from
+// min_lr to max_lr; the loss is recorded and smoothed, the sweep stops when it diverges,
+// and a learning rate is suggested from the curve. Afterwards
 // the module (parameters, gradients, buffers, training flag) and the optimizer (state,
 // learning rates and other options) are exactly as they were.
 //
@@ -14,6 +14,13 @@
 //   options.max_lr = 10;
 //   auto result = lrfind::findLr(net, optimizer, next_batch, loss, options);
 //   if (result.suggested_lr) train_with(*result.suggested_lr);
+//
+// Parameter groups: the optimizer's first param group follows the schedule (its lr is
+// Result::lr), and every other group keeps the ratio of its lr to the first group's that
+// it had when findLr was called, as Ignite's and DeepSpeed's range tests do. A head at
+// 10x the backbone's lr before the call is at 10x the scheduled lr at every step, and the
+// suggestion is the first group's lr (scale the others by their ratios). With several
+// groups the first group's lr must be positive.
 //
 // Distributed: set Options::mpi_comm to an MPI communicator (MPI already initialized by
 // you). Every rank of it calls findLr with its own shard of the data; gradients are
@@ -68,6 +75,7 @@ struct Result {
   std::vector<double> loss;      // the monitored loss, smoothed (rank 0)
   std::vector<double> loss_raw;  // the step's mean training loss over every rank (rank 0)
   std::vector<double> val_loss;  // validation mode: the held-out loss after each step (rank 0)
+  std::vector<std::vector<double>> group_lr;  // [step][param group]: each group's lr (rank 0)
   std::string stop_reason;       // completed, diverged, nonfinite, interrupted
   std::optional<double> suggested_lr;                       // Options::suggest's pick
   std::map<std::string, std::optional<double>> suggestions;  // every method's pick
