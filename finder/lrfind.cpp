@@ -52,6 +52,7 @@ finder::SweepOptions toSweepOptions(const Options& o) {
   s.skip_end = o.skip_end;
   s.accumulate = o.accumulate;
   if (!o.monitor.empty()) s.monitor = finder::parseMonitor(o.monitor);
+  s.precision = finder::parsePrecision(o.precision);
   finder::validate(s);
   return s;
 }

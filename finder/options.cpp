@@ -56,6 +56,8 @@ const char* toString(Monitor monitor) {
   return monitor == Monitor::kTrain ? "train" : "val";
 }
 
+const char* toString(Precision precision) { return precision == Precision::kFp32 ? "fp32" : "bf16"; }
+
 bool endedNormally(StopReason reason) {
   return reason == StopReason::kCompleted || reason == StopReason::kDiverged || reason == StopReason::kNonFinite;
 }
@@ -72,6 +74,13 @@ Monitor parseMonitor(const std::string& text, OptionNamer name) {
     if (text == toString(m)) return m;
   }
   throw InputError(concat(name("monitor"), " must be train or val, got \"", text, "\""));
+}
+
+Precision parsePrecision(const std::string& text, OptionNamer name) {
+  for (auto p : {Precision::kFp32, Precision::kBf16}) {
+    if (text == toString(p)) return p;
+  }
+  throw InputError(concat(name("precision"), " must be fp32 or bf16, got \"", text, "\""));
 }
 
 const std::vector<SuggestMethod>& allSuggestMethods() {

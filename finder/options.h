@@ -17,6 +17,10 @@ enum class SuggestMethod { kSteepest, kValley, kMinimum, kSteep, kSlide };
 // loss of each step, or (validation mode) the loss over held-out data after the step.
 enum class Monitor { kTrain, kVal };
 
+// The precision of the forward pass and the loss (finder/precision.h); parameters,
+// gradients and optimizer state stay float32.
+enum class Precision { kFp32, kBf16 };
+
 // kInterrupted: a rank was asked to stop (SIGINT/SIGTERM) and every rank stopped at the
 // same step; the result holds the steps done. kTimeout: a collective passed its
 // deadline (a rank stalled or the network failed); rank 0's result holds the steps done.
@@ -43,6 +47,7 @@ struct SweepOptions {
   bool restore_state = true;
   // kVal needs held-out data (SweepContext::validation).
   Monitor monitor = Monitor::kTrain;
+  Precision precision = Precision::kFp32;
 };
 
 // How a message names an option. The library says the field as spelled in C++
@@ -59,9 +64,11 @@ const char* toString(Mode mode);
 const char* toString(SuggestMethod method);
 const char* toString(StopReason reason);
 const char* toString(Monitor monitor);
+const char* toString(Precision precision);
 // Parse the names above; throw lrfind::InputError listing the valid names.
 Mode parseMode(const std::string& text, OptionNamer name = fieldName);
 Monitor parseMonitor(const std::string& text, OptionNamer name = fieldName);
+Precision parsePrecision(const std::string& text, OptionNamer name = fieldName);
 SuggestMethod parseSuggestMethod(const std::string& text, OptionNamer name = fieldName);
 
 // Every method, in the order they are reported.

@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "comm/grad_sync.h"
 #include "comm/self_communicator.h"
+#include "finder/precision.h"
 #include "finder/schedule.h"
 #include "finder/smoothing.h"
 #include "finder/state_guard.h"
@@ -39,7 +40,8 @@ double secondsSince(Clock::time_point t0) {
 // micro-batches and ranks are then the gradient of the global mean (powers of two
 // divide exactly), and averaging needs no extra pass.
 std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const LossFn& loss_fn,
-                                          int64_t accumulate, int world, comm::GradientAverager& averager) {
+                                          int64_t accumulate, int world, comm::GradientAverager& averager,
+                                          Precision precision) {
   const double scale = 1.0 / static_cast<double>(accumulate * world);
   double loss_sum = 0;
   double samples = 0;
@@ -47,7 +49,11 @@ std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const
     Batch batch = data.next();
     LRFIND_CHECK(batch.input.defined() && batch.input.dim() >= 1 && batch.input.size(0) > 0,
                  "the data source returned an empty batch");
-    at::Tensor loss = loss_fn(model.forward(batch.input), batch.target);
+    at::Tensor loss;
+    {
+      AutocastGuard autocast(precision, batch.input.device().type());
+      loss = loss_fn(model.forward(batch.input), batch.target);
+    }
     LRFIND_CHECK(loss.numel() == 1, "the loss must be a scalar, got shape ", loss.sizes());
     averager.beginBackward(/*last=*/m + 1 == accumulate);  // only the last micro-batch communicates
     (scale != 1.0 ? loss * scale : loss).backward();
@@ -61,7 +67,7 @@ std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const
 // The loss summed over this rank's held-out samples, and their number: every batch of
 // `data` in eval mode without gradients; the model is back in train mode afterwards,
 // also when a batch throws. The sum stays on the device until the end.
-std::pair<double, double> evaluate(Model& model, EvalSource& data, const LossFn& loss_fn) {
+std::pair<double, double> evaluate(Model& model, EvalSource& data, const LossFn& loss_fn, Precision precision) {
   struct TrainAgain {
     Model& model;
     ~TrainAgain() { model.setTraining(true); }
@@ -74,7 +80,11 @@ std::pair<double, double> evaluate(Model& model, EvalSource& data, const LossFn&
     Batch batch = data.batch(i);
     LRFIND_CHECK(batch.input.defined() && batch.input.dim() >= 1 && batch.input.size(0) > 0,
                  "the validation data returned an empty batch");
-    at::Tensor loss = loss_fn(model.forward(batch.input), batch.target);
+    at::Tensor loss;
+    {
+      AutocastGuard autocast(precision, batch.input.device().type());
+      loss = loss_fn(model.forward(batch.input), batch.target);
+    }
     LRFIND_CHECK(loss.numel() == 1, "the loss must be a scalar, got shape ", loss.sizes());
     const auto n = static_cast<double>(batch.input.size(0));
     at::Tensor weighted = loss.detach().to(at::kDouble).reshape({}) * n;
@@ -311,7 +321,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
 
       measure([&] {
         if (context.before_step) context.before_step(k);
-        return forwardBackward(model, data, loss_fn, options.accumulate, world, averager);
+        return forwardBackward(model, data, loss_fn, options.accumulate, world, averager, options.precision);
       });
       // Overlapped: every bucket not started by the hooks starts now, also after a
       // failure here, so that every rank has started the same allreduces.
@@ -336,7 +346,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
         optimizer.step();
       }
       if (validation != nullptr) {
-        measure([&] { return evaluate(model, *validation, loss_fn); });
+        measure([&] { return evaluate(model, *validation, loss_fn, options.precision); });
         const Gathered val = collect();
         if (is_root) {
           reason = StopReason::kError;

@@ -365,6 +365,10 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
   app.add_option("--seed", c.seed, "Seed for shuffling, synthetic data and built-in model weights")
       ->capture_default_str()->group(sweep_group);
   app.add_flag("--no-shuffle", no_shuffle, "Take samples in file order instead of a seeded shuffle")->group(sweep_group);
+  std::string precision = "fp32";
+  app.add_option("--precision", precision, "fp32, or bf16: the forward pass and the loss under autocast in "
+                 "bfloat16 (CPU or CUDA), with float32 weights, gradients and optimizer state")
+      ->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str()->group(sweep_group);
 
   const auto* grid_group = "Tuning grid";
   std::vector<std::string> grid_args;
@@ -470,6 +474,7 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
     const bool validating = !c.val_data.empty() || c.val_fraction > 0;
     c.sweep.monitor = monitor == "auto" ? (validating ? finder::Monitor::kVal : finder::Monitor::kTrain)
                                         : finder::parseMonitor(monitor, runtime::flagName);
+    c.sweep.precision = finder::parsePrecision(precision, runtime::flagName);
     c.shuffle = !no_shuffle;
     c.overlap = !no_overlap;
     c.shared_memory = !no_shared_memory;

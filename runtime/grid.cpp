@@ -26,7 +26,7 @@ std::string joined(const std::vector<std::string>& names) {
 const std::vector<std::string>& gridAxisNames() {
   static const std::vector<std::string> names = {
       "optimizer", "momentum", "nesterov", "weight-decay", "betas", "eps", "batch-size", "accumulate",
-      "min-lr", "max-lr", "num-training", "mode", "beta", "early-stop-threshold", "seed", "loss"};
+      "min-lr", "max-lr", "num-training", "mode", "beta", "early-stop-threshold", "seed", "loss", "precision"};
   return names;
 }
 

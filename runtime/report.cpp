@@ -156,7 +156,8 @@ std::string renderJson(const finder::SweepResult& result, const finder::SweepOpt
       {"input_scale", info.input_scale},
       {"normalize", info.normalize},
       {"channels_last", info.channels_last},
-      {"monitor", finder::toString(options.monitor)}};
+      {"monitor", finder::toString(options.monitor)},
+      {"precision", finder::toString(options.precision)}};
   if (!info.val_data.empty()) {
     config["val_data"] = info.val_data;
     config["val_labels"] = info.val_labels;

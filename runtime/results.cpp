@@ -517,6 +517,7 @@ Slot& ResultsFile::openSlot(std::size_t key, h5::Id group, std::string prefix, c
   writeAttr(f, "channels_last", static_cast<int64_t>(run.channels_last));
   writeAttr(f, "seed", run.seed);
   writeAttr(f, "monitor", std::string(finder::toString(options.monitor)));
+  writeAttr(f, "precision", std::string(finder::toString(options.precision)));
   if (slot.validating) {
     writeAttr(f, "val_data", run.val_data);
     writeAttr(f, "val_labels", run.val_labels);

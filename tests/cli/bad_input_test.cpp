@@ -198,6 +198,7 @@ std::vector<BadCase> makeBadInputs(const TempDir& dir) {
       {"--param-group 'weight=0'", "--param-group weight=0: the multiplier must be a positive number, got \"0\""},
       {"--param-group 'weight=-2'", "the multiplier must be a positive number, got \"-2\""},
       {"--param-group weight", "--param-group must be REGEX=MULT"},
+      {"--precision fp16", "--precision: fp16 not in {fp32,bf16}"},
       // Validation data.
       {"--data d.h5 --val-fraction 1.5", "--val-fraction must be in [0, 1)"},
       {"--data d.h5 --val-data d.h5 --val-fraction 0.1", "--val-data and --val-fraction both name the validation data"},

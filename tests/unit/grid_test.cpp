@@ -39,7 +39,7 @@ std::string parseError(const std::string& argument) {
 TEST(GridAxes, AreTheIssuesList) {
   const std::vector<std::string> expected = {"optimizer", "momentum", "nesterov",     "weight-decay", "betas", "eps",
                                              "batch-size", "accumulate", "min-lr",    "max-lr", "num-training", "mode",
-                                             "beta",      "early-stop-threshold", "seed", "loss"};
+                                             "beta",      "early-stop-threshold", "seed", "loss", "precision"};
   EXPECT_EQ(gridAxisNames(), expected);
 }
 

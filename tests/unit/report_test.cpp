@@ -164,7 +164,7 @@ TEST(Report, JsonConfigCarriesEveryKeyOfTheToml) {
   EXPECT_EQ(keys, (std::vector<std::string>{"accumulate", "batch_size", "beta", "channels_last", "data", "device",
                                             "early_stop_threshold", "global_batch_size", "input_scale", "input_type",
                                             "labels", "loss_fn", "max_lr", "min_lr", "mode", "model", "monitor",
-                                            "normalize", "num_training", "optimizer", "seed", "skip_begin",
+                                            "normalize", "num_training", "optimizer", "precision", "seed", "skip_begin",
                                             "skip_end", "world_size"}));
 }
 

@@ -68,6 +68,9 @@ struct Options {
   // Which loss is smoothed, stops the sweep and gives the suggestions: "train" or "val";
   // empty: "val" when val_data is given, else "train".
   std::string monitor;
+  // "fp32", or "bf16": forward and loss under autocast in bfloat16 (CPU or CUDA); the
+  // parameters, gradients and optimizer state stay float32.
+  std::string precision = "fp32";
 };
 
 struct Result {
