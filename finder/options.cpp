@@ -56,7 +56,14 @@ const char* toString(Monitor monitor) {
   return monitor == Monitor::kTrain ? "train" : "val";
 }
 
-const char* toString(Precision precision) { return precision == Precision::kFp32 ? "fp32" : "bf16"; }
+const char* toString(Precision precision) {
+  switch (precision) {
+    case Precision::kFp32: return "fp32";
+    case Precision::kBf16: return "bf16";
+    case Precision::kFp16: return "fp16";
+  }
+  return "?";
+}
 
 bool endedNormally(StopReason reason) {
   return reason == StopReason::kCompleted || reason == StopReason::kDiverged || reason == StopReason::kNonFinite;
@@ -77,10 +84,10 @@ Monitor parseMonitor(const std::string& text, OptionNamer name) {
 }
 
 Precision parsePrecision(const std::string& text, OptionNamer name) {
-  for (auto p : {Precision::kFp32, Precision::kBf16}) {
+  for (auto p : {Precision::kFp32, Precision::kBf16, Precision::kFp16}) {
     if (text == toString(p)) return p;
   }
-  throw InputError(concat(name("precision"), " must be fp32 or bf16, got \"", text, "\""));
+  throw InputError(concat(name("precision"), " must be fp32, bf16 or fp16, got \"", text, "\""));
 }
 
 const std::vector<SuggestMethod>& allSuggestMethods() {

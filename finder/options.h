@@ -18,8 +18,8 @@ enum class SuggestMethod { kSteepest, kValley, kMinimum, kSteep, kSlide };
 enum class Monitor { kTrain, kVal };
 
 // The precision of the forward pass and the loss (finder/precision.h); parameters,
-// gradients and optimizer state stay float32.
-enum class Precision { kFp32, kBf16 };
+// gradients and optimizer state stay float32. kFp16 (CUDA) also scales the loss.
+enum class Precision { kFp32, kBf16, kFp16 };
 
 // kInterrupted: a rank was asked to stop (SIGINT/SIGTERM) and every rank stopped at the
 // same step; the result holds the steps done. kTimeout: a collective passed its
@@ -48,6 +48,10 @@ struct SweepOptions {
   // kVal needs held-out data (SweepContext::validation).
   Monitor monitor = Monitor::kTrain;
   Precision precision = Precision::kFp32;
+  // Dynamic loss scaling (finder/precision.h LossScaler): always with kFp16; may be set
+  // alone (any precision) for a model that overflows in its own way.
+  bool dynamic_loss_scale = false;
+  bool lossScaling() const { return dynamic_loss_scale || precision == Precision::kFp16; }
 };
 
 // How a message names an option. The library says the field as spelled in C++

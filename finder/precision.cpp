@@ -40,15 +40,26 @@ void setDtype(c10::DeviceType d, c10::ScalarType t) {
 
 }  // namespace
 
+void LossScaler::update(bool finite) {
+  if (!finite) {
+    scale_ *= 0.5;
+    finite_steps_ = 0;
+  } else if (++finite_steps_ == 2000) {
+    scale_ *= 2.0;
+    finite_steps_ = 0;
+  }
+}
+
 AutocastGuard::AutocastGuard(Precision precision, c10::DeviceType device) : device_(device) {
   if (precision == Precision::kFp32) return;
-  LRFIND_CHECK(precision == Precision::kBf16, "autocast for precision ", toString(precision));
   LRFIND_CHECK(device == c10::DeviceType::CPU || device == c10::DeviceType::CUDA, "autocast on device type ",
                c10::DeviceTypeName(device));
+  LRFIND_INPUT_CHECK(precision != Precision::kFp16 || device == c10::DeviceType::CUDA,
+                     "precision fp16 needs a CUDA device (LibTorch has no float16 autocast on CPU); use bf16");
   was_enabled_ = enabled(device);
   was_dtype_ = dtype(device);
   setEnabled(device, true);
-  setDtype(device, c10::ScalarType::BFloat16);
+  setDtype(device, precision == Precision::kFp16 ? c10::ScalarType::Half : c10::ScalarType::BFloat16);
   at::autocast::increment_nesting();
   active_ = true;
 }

@@ -24,6 +24,11 @@ struct StepRecord {
   // evaluation's wall time on the slowest rank. NaN and 0 without validation.
   double val_loss = std::numeric_limits<double>::quiet_NaN();
   double eval_seconds = 0.0;
+  // Dynamic loss scaling (SweepOptions::lossScaling()): the scale this step's loss was
+  // multiplied by, and whether its update was skipped (gradients not finite on some
+  // rank). 1 and false without it.
+  double loss_scale = 1.0;
+  bool skipped = false;
 };
 
 struct SweepResult {
@@ -31,6 +36,8 @@ struct SweepResult {
   std::vector<double> loss;  // smoothed monitored loss
   std::vector<double> loss_raw;
   std::vector<double> val_loss, eval_seconds;  // per step in validation mode; else empty
+  std::vector<double> loss_scale;              // per step with loss scaling; else empty
+  std::vector<int64_t> skipped;                // per step with loss scaling (0/1); else empty
   std::vector<std::vector<double>> loss_per_rank;  // [step][rank], rank 0 only
   std::vector<std::vector<double>> group_lr;       // [step][param group], rank 0 only
   std::vector<double> step_seconds;

@@ -25,14 +25,30 @@ namespace {
 // after its evaluation: the held-out loss sum and samples, and the evaluation's time);
 // kFailure holds a comm::FailureKind (the step's share of the agreement protocol,
 // comm/agreement.h).
-enum LocalSlot { kLossSum = 0, kSamples, kFailure, kInterrupted, kSeconds, kLocalSlots };
-// What rank 0 broadcasts back.
-enum DecisionSlot { kStop = 0, kNextLr, kReason, kFailingRank, kFailingKind, kDecisionSlots };
+// kNonFinite: with loss scaling, this rank's averaged gradients are not all finite.
+enum LocalSlot { kLossSum = 0, kSamples, kFailure, kInterrupted, kSeconds, kNonFinite, kLocalSlots };
+// What rank 0 broadcasts back; kSkip: with loss scaling, skip this step's update.
+enum DecisionSlot { kStop = 0, kNextLr, kReason, kFailingRank, kFailingKind, kSkip, kDecisionSlots };
 
 using Clock = std::chrono::steady_clock;
 
 double secondsSince(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// The model's mean loss on `batch` (forward and loss under `precision`'s autocast);
+// `source` names where the batch came from when it is empty.
+at::Tensor batchLoss(Model& model, const Batch& batch, const LossFn& loss_fn, Precision precision,
+                     const char* source) {
+  LRFIND_CHECK(batch.input.defined() && batch.input.dim() >= 1 && batch.input.size(0) > 0, source,
+               " returned an empty batch");
+  at::Tensor loss;
+  {
+    AutocastGuard autocast(precision, batch.input.device().type());
+    loss = loss_fn(model.forward(batch.input), batch.target);
+  }
+  LRFIND_CHECK(loss.numel() == 1, "the loss must be a scalar, got shape ", loss.sizes());
+  return loss;
 }
 
 // Runs forward/backward for one optimizer step; returns the summed loss and samples.
@@ -41,20 +57,13 @@ double secondsSince(Clock::time_point t0) {
 // divide exactly), and averaging needs no extra pass.
 std::pair<double, double> forwardBackward(Model& model, BatchSource& data, const LossFn& loss_fn,
                                           int64_t accumulate, int world, comm::GradientAverager& averager,
-                                          Precision precision) {
-  const double scale = 1.0 / static_cast<double>(accumulate * world);
+                                          Precision precision, double loss_scale) {
+  const double scale = loss_scale / static_cast<double>(accumulate * world);
   double loss_sum = 0;
   double samples = 0;
   for (int64_t m = 0; m < accumulate; ++m) {
-    Batch batch = data.next();
-    LRFIND_CHECK(batch.input.defined() && batch.input.dim() >= 1 && batch.input.size(0) > 0,
-                 "the data source returned an empty batch");
-    at::Tensor loss;
-    {
-      AutocastGuard autocast(precision, batch.input.device().type());
-      loss = loss_fn(model.forward(batch.input), batch.target);
-    }
-    LRFIND_CHECK(loss.numel() == 1, "the loss must be a scalar, got shape ", loss.sizes());
+    const Batch batch = data.next();
+    const at::Tensor loss = batchLoss(model, batch, loss_fn, precision, "the data source");
     averager.beginBackward(/*last=*/m + 1 == accumulate);  // only the last micro-batch communicates
     (scale != 1.0 ? loss * scale : loss).backward();
     const auto n = static_cast<double>(batch.input.size(0));
@@ -77,21 +86,25 @@ std::pair<double, double> evaluate(Model& model, EvalSource& data, const LossFn&
   at::Tensor loss_sum;
   double samples = 0;
   for (int64_t i = 0; i < data.numBatches(); ++i) {
-    Batch batch = data.batch(i);
-    LRFIND_CHECK(batch.input.defined() && batch.input.dim() >= 1 && batch.input.size(0) > 0,
-                 "the validation data returned an empty batch");
-    at::Tensor loss;
-    {
-      AutocastGuard autocast(precision, batch.input.device().type());
-      loss = loss_fn(model.forward(batch.input), batch.target);
-    }
-    LRFIND_CHECK(loss.numel() == 1, "the loss must be a scalar, got shape ", loss.sizes());
+    const Batch batch = data.batch(i);
+    const at::Tensor loss = batchLoss(model, batch, loss_fn, precision, "the validation data");
     const auto n = static_cast<double>(batch.input.size(0));
     at::Tensor weighted = loss.detach().to(at::kDouble).reshape({}) * n;
     loss_sum = loss_sum.defined() ? loss_sum + weighted : weighted;
     samples += n;
   }
   return {loss_sum.defined() ? loss_sum.item<double>() : 0.0, samples};
+}
+
+// Whether every gradient of `params` is finite (one device sync).
+bool gradientsFinite(const std::vector<at::Tensor>& params) {
+  at::Tensor bad;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) continue;
+    at::Tensor b = at::isfinite(p.grad()).logical_not().any();
+    bad = bad.defined() ? bad.logical_or(b) : b;
+  }
+  return !bad.defined() || !bad.item<bool>();
 }
 
 // Rank 0's reading of one gather: the global mean, each rank's mean, the first failing
@@ -102,6 +115,7 @@ struct Gathered {
   int failing = -1;
   double failing_kind = 0;
   bool interrupted = false;
+  bool non_finite = false;  // some rank's gradients (loss scaling)
   double max_seconds = 0;
 };
 
@@ -116,6 +130,7 @@ Gathered readGathered(const at::Tensor& gathered, int world) {
       out.failing_kind = slot[kFailure];
     }
     out.interrupted = out.interrupted || slot[kInterrupted] != 0.0;
+    out.non_finite = out.non_finite || slot[kNonFinite] != 0.0;
     out.max_seconds = std::max(out.max_seconds, slot[kSeconds]);
     total += slot[kLossSum];
     total_samples += slot[kSamples];
@@ -242,6 +257,8 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
   LRFIND_INPUT_CHECK(options.monitor == Monitor::kTrain || validation != nullptr, context.option_name("monitor"),
                      " val needs validation data");
   const bool monitor_val = options.monitor == Monitor::kVal;
+  const bool scaling = options.lossScaling();
+  LossScaler scaler;
 
   auto failure = comm::FailureKind::kNone;  // the failing rank's, when a step failed
   try {
@@ -273,6 +290,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       lp[kFailure] = static_cast<double>(local_kind);
       lp[kInterrupted] = context.interrupted && context.interrupted() ? 1.0 : 0.0;
       lp[kSeconds] = secondsSince(t0);
+      lp[kNonFinite] = 0.0;
     };
     // Every rank's part to rank 0, and rank 0's reading of them (empty elsewhere).
     auto collect = [&] {
@@ -289,6 +307,7 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
         d[kReason] = static_cast<double>(reason);
         d[kFailingRank] = g.failing;
         d[kFailingKind] = g.failing_kind;
+        d[kSkip] = g.non_finite ? 1.0 : 0.0;
       }
       comm.broadcast(decision);
       const auto* d = decision.data_ptr<double>();
@@ -319,13 +338,22 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       averager.zeroGradients();
       if (is_root && local_error.empty()) local_error = observer_error;
 
+      const double loss_scale = scaling ? scaler.scale() : 1.0;
       measure([&] {
         if (context.before_step) context.before_step(k);
-        return forwardBackward(model, data, loss_fn, options.accumulate, world, averager, options.precision);
+        return forwardBackward(model, data, loss_fn, options.accumulate, world, averager, options.precision,
+                               loss_scale);
       });
       // Overlapped: every bucket not started by the hooks starts now, also after a
       // failure here, so that every rank has started the same allreduces.
       averager.launchRemaining();
+      if (scaling) {
+        // The averaged gradients first: whether they are finite travels with this
+        // step's gather, and rank 0's decision says skip for every rank.
+        averager.finish();
+        if (!averager.overlapping()) averager.average();
+        local.data_ptr<double>()[kNonFinite] = gradientsFinite(params) ? 0.0 : 1.0;
+      }
       const Gathered train = collect();
 
       StepRecord record;
@@ -338,13 +366,22 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
       }
       const bool failed = decide(k, step_lr, reason, train);
       // Overlapped: the allreduces complete whatever was decided (every rank started
-      // them); blocking: average() below, only for a step that is applied.
-      averager.finish();
+      // them); blocking: average() below, only for a step that is applied. (With loss
+      // scaling both happened before the gather.)
+      if (!scaling) averager.finish();
       if (failed) break;
+      const bool skip = decision.data_ptr<double>()[kSkip] != 0.0;
       if (decision.data_ptr<double>()[kStop] == 0.0) {
-        if (!averager.overlapping()) averager.average();
-        optimizer.step();
+        if (!scaling && !averager.overlapping()) averager.average();
+        if (scaling && !skip) {
+          at::NoGradGuard no_grad;
+          for (auto& p : params) {
+            if (p.grad().defined()) p.grad().mul_(1.0 / loss_scale);
+          }
+        }
+        if (!skip) optimizer.step();
       }
+      if (scaling) scaler.update(!skip);
       if (validation != nullptr) {
         measure([&] { return evaluate(model, *validation, loss_fn, options.precision); });
         const Gathered val = collect();
@@ -365,6 +402,8 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
         record.step = k;
         record.lr = step_lr;
         record.group_lr = std::move(group_lr);
+        record.loss_scale = loss_scale;
+        record.skipped = skip;
         record.seconds = secondsSince(t0);
         result.loss_raw.push_back(record.loss_raw);
         result.loss.push_back(record.loss);
@@ -374,6 +413,10 @@ SweepResult runSweep(Model& model, torch::optim::Optimizer& optimizer, BatchSour
         if (validation != nullptr) {
           result.val_loss.push_back(record.val_loss);
           result.eval_seconds.push_back(record.eval_seconds);
+        }
+        if (scaling) {
+          result.loss_scale.push_back(record.loss_scale);
+          result.skipped.push_back(record.skipped ? 1 : 0);
         }
         notify([&] { observer->onStep(record); });
       }

@@ -366,9 +366,11 @@ CliOutcome parse(const std::vector<std::string>& args, runtime::RunConfig& c, co
       ->capture_default_str()->group(sweep_group);
   app.add_flag("--no-shuffle", no_shuffle, "Take samples in file order instead of a seeded shuffle")->group(sweep_group);
   std::string precision = "fp32";
-  app.add_option("--precision", precision, "fp32, or bf16: the forward pass and the loss under autocast in "
-                 "bfloat16 (CPU or CUDA), with float32 weights, gradients and optimizer state")
-      ->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str()->group(sweep_group);
+  app.add_option("--precision", precision, "fp32; bf16: the forward pass and the loss under autocast in "
+                 "bfloat16 (CPU or CUDA), with float32 weights, gradients and optimizer state; fp16 (CUDA only): "
+                 "the same in float16 with dynamic loss scaling (2^16, halved and the step skipped when a gradient "
+                 "is not finite, doubled after 2000 good steps)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))->capture_default_str()->group(sweep_group);
 
   const auto* grid_group = "Tuning grid";
   std::vector<std::string> grid_args;

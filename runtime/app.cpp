@@ -398,6 +398,9 @@ void prepareData(const RunConfig& c, World& world, Setup& s) {
   comm::agreeOnSuccess(world.comm(), [&] {
     if (world.rank() == 0) checkOutputs(c);
     s.device = resolveDevice(c.device, world.localRank());
+    LRFIND_INPUT_CHECK(c.sweep.precision != finder::Precision::kFp16 || s.device.is_cuda(),
+                       "--precision fp16 needs a CUDA device (LibTorch has no float16 autocast on CPU); on ",
+                       s.device.str(), " use --precision bf16");
     useDevice(s.device);
     loadSweepData(c, team, s);
   });
@@ -742,6 +745,9 @@ int runGrid(const RunConfig& c, World& world, const std::optional<Fault>& fault,
   comm::agreeOnSuccess(world.comm(), [&] {
     if (world.rank() == 0) checkOutputs(c);
     s.device = resolveDevice(c.device, world.localRank());
+    LRFIND_INPUT_CHECK(c.sweep.precision != finder::Precision::kFp16 || s.device.is_cuda(),
+                       "--precision fp16 needs a CUDA device (LibTorch has no float16 autocast on CPU); on ",
+                       s.device.str(), " use --precision bf16");
     useDevice(s.device);
   });
   const bool gpu_shared = checkGpuSharing(world.comm(), s.device, c.device, c.allow_gpu_sharing);

@@ -123,7 +123,8 @@ std::string encodeStart(const GridSweep& s) {
 std::string encodeStep(std::size_t index, const finder::StepRecord& r) {
   Writer w(Kind::kStep);
   w.put(static_cast<uint64_t>(index)).put(r.step).put(r.lr).put(r.loss_raw).put(r.loss).put(r.seconds);
-  w.put(r.val_loss).put(r.eval_seconds).put(r.loss_per_rank).put(r.group_lr);
+  w.put(r.val_loss).put(r.eval_seconds).put(r.loss_scale).put(static_cast<uint8_t>(r.skipped));
+  w.put(r.loss_per_rank).put(r.group_lr);
   return w.take();
 }
 
@@ -270,6 +271,10 @@ void GridCollector::onStep(std::size_t index, const finder::StepRecord& r) {
     res.val_loss.push_back(r.val_loss);
     res.eval_seconds.push_back(r.eval_seconds);
   }
+  if (sweeps_[index]->options.lossScaling()) {
+    res.loss_scale.push_back(r.loss_scale);
+    res.skipped.push_back(r.skipped ? 1 : 0);
+  }
   worker_->submit([this, index, r] { writer_->step(index, r); });
 }
 
@@ -351,6 +356,8 @@ void GridCollector::handle(const comm::Message& m) {
       rec.seconds = r.get<double>();
       rec.val_loss = r.get<double>();
       rec.eval_seconds = r.get<double>();
+      rec.loss_scale = r.get<double>();
+      rec.skipped = r.get<uint8_t>() != 0;
       rec.loss_per_rank = r.doubles();
       rec.group_lr = r.doubles();
       onStep(index, rec);

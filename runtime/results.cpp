@@ -27,8 +27,10 @@ namespace {
 
 constexpr hsize_t kChunkRows = 256;
 const char* const kSeries[] = {"lr", "loss", "loss_raw", "step_seconds"};
-// Validation mode's series, after loss_per_rank.
+// Validation mode's series, after loss_per_rank (and group_lr).
 const char* const kValSeries[] = {"val_loss", "eval_seconds"};
+// Loss scaling's series, last.
+const char* const kScaleSeries[] = {"loss_scale", "skipped"};
 
 void deleteAttr(hid_t obj, const char* name) {
   if (H5Aexists(obj, name) > 0) h5::check(H5Adelete(obj, name), concat("delete attribute ", name));
@@ -248,6 +250,7 @@ struct Slot {
   std::vector<h5::Id> series;
   h5::Id steps_attr;
   int world = 1;
+  bool scaling = false;  // loss_scale and skipped
   hsize_t groups = 0;  // param groups: group_lr's width; 0: no group_lr
   std::vector<double> multipliers;  // each param group's multiple of the scheduled lr
   bool validating = false;
@@ -489,6 +492,10 @@ Slot& ResultsFile::openSlot(std::size_t key, h5::Id group, std::string prefix, c
   if (slot.validating) {
     for (const char* name : kValSeries) slot.series.push_back(createSeries(f, name, 0));
   }
+  slot.scaling = options.lossScaling();
+  if (slot.scaling) {
+    for (const char* name : kScaleSeries) slot.series.push_back(createSeries(f, name, 0));
+  }
   h5::group(H5Gcreate2(f, "suggestions", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create group suggestions");
 
   writeAttr(f, "lrfind_version", std::string(LRFIND_VERSION));
@@ -568,6 +575,12 @@ void ResultsFile::append(Slot& slot, const finder::StepRecord& r) {
     const double val_values[] = {r.val_loss, r.eval_seconds};
     for (std::size_t i = 0; i < std::size(kValSeries); ++i) {
       appendRow(slot, slot.series[next++], kValSeries[i], &val_values[i], 0);
+    }
+  }
+  if (slot.scaling) {
+    const double scale_values[] = {r.loss_scale, r.skipped ? 1.0 : 0.0};
+    for (std::size_t i = 0; i < std::size(kScaleSeries); ++i) {
+      appendRow(slot, slot.series[next++], kScaleSeries[i], &scale_values[i], 0);
     }
   }
   ++slot.rows;
@@ -968,6 +981,10 @@ ResultsData readSweep(hid_t loc, const std::string& where) {
   if (exists(loc, "val_loss")) {
     d.val_loss = readSeries(loc, "val_loss", nullptr);
     d.eval_seconds = readSeries(loc, "eval_seconds", nullptr);
+  }
+  if (exists(loc, "loss_scale")) {
+    d.loss_scale = readSeries(loc, "loss_scale", nullptr);
+    d.skipped = readSeries(loc, "skipped", nullptr);
   }
   auto rows = [&](const char* name) {
     hsize_t width = 1;

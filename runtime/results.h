@@ -139,6 +139,7 @@ class GridResultsWriter {
 struct ResultsData {
   std::vector<double> lr, loss, loss_raw, step_seconds;
   std::vector<double> val_loss, eval_seconds;  // validation mode; else empty
+  std::vector<double> loss_scale, skipped;     // loss scaling (fp16); else empty
   std::vector<std::vector<double>> loss_per_rank;
   std::vector<std::vector<double>> group_lr;  // [step][param group]; empty without param_groups/
   struct ParamGroup {

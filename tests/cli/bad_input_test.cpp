@@ -198,7 +198,7 @@ std::vector<BadCase> makeBadInputs(const TempDir& dir) {
       {"--param-group 'weight=0'", "--param-group weight=0: the multiplier must be a positive number, got \"0\""},
       {"--param-group 'weight=-2'", "the multiplier must be a positive number, got \"-2\""},
       {"--param-group weight", "--param-group must be REGEX=MULT"},
-      {"--precision fp16", "--precision: fp16 not in {fp32,bf16}"},
+      {"--precision fp8", "--precision: fp8 not in {fp32,bf16,fp16}"},
       // Validation data.
       {"--data d.h5 --val-fraction 1.5", "--val-fraction must be in [0, 1)"},
       {"--data d.h5 --val-data d.h5 --val-fraction 0.1", "--val-data and --val-fraction both name the validation data"},
@@ -227,7 +227,11 @@ std::vector<BadCase> makeBadInputs(const TempDir& dir) {
   } else {
     std::fprintf(stderr, "note: no lzf case (/usr/bin/python3 with h5py cannot write one here)\n");
   }
-  if (!torch::cuda::is_available()) cases.push_back({"--device cuda", "--device cuda: no usable CUDA GPU"});
+  if (!torch::cuda::is_available()) {
+    cases.push_back({"--device cuda", "--device cuda: no usable CUDA GPU"});
+    cases.push_back({"--precision fp16", "--precision fp16 needs a CUDA device (LibTorch has no float16 autocast on "
+                                         "CPU); on cpu use --precision bf16"});
+  }
   return cases;
 }
 

@@ -345,6 +345,46 @@ TEST(MpiSweep, BatchNormMakesRanksDifferFromOneProcessAndNothingElseDoes) {
   EXPECT_LT(mlp_diff, 1e-6);
 }
 
+// Loss scaling over ranks: only the last rank's loss overflows at step 3, yet every rank
+// skips that update (the flag rides the step's gather and rank 0's decision) and halves
+// its scale, so the parameters stay identical everywhere.
+TEST(MpiSweep, AnOverflowOnOneRankSkipsTheStepOnEveryRank) {
+  comm::MpiCommunicator comm;
+  finder::SweepOptions o;
+  o.min_lr = 1e-4;
+  o.max_lr = 1e-1;
+  o.num_training = 8;
+  o.early_stop_threshold.reset();
+  o.dynamic_loss_scale = true;
+  o.restore_state = false;
+  int64_t step = 0;
+  std::vector<at::Tensor> weights;  // this rank's first weight before each step
+  torch::manual_seed(0);
+  torch::nn::Sequential mlp(torch::nn::Linear(32, 64), torch::nn::ReLU(), torch::nn::Linear(64, 10));
+  finder::SweepContext ctx;
+  ctx.check_consistency = true;  // the parameters agree across ranks at the end
+  ctx.before_step = [&](int64_t k) {
+    step = k;
+    weights.push_back(mlp->parameters()[0].detach().clone());
+  };
+  const auto ce = runtime::makeLoss("cross_entropy");
+  const bool overflows = comm.rank() == comm.size() - 1;
+  finder::LossFn loss = [&](const at::Tensor& out, const at::Tensor& y) {
+    const auto l = ce(out, y);
+    return step == 3 && overflows ? l * 1e36 : l;
+  };
+  const SweepRun run = sweepWith(mlp, comm, o, ctx, loss);
+  ASSERT_EQ(weights.size(), 8u);
+  EXPECT_TRUE(at::equal(weights[4], weights[3])) << "rank " << comm.rank() << " applied the overflowing step";
+  EXPECT_FALSE(at::equal(weights[3], weights[2])) << "rank " << comm.rank();
+  if (comm.rank() != 0) return;
+  ASSERT_EQ(run.result.skipped.size(), 8u);
+  for (std::size_t k = 0; k < 8; ++k) {
+    EXPECT_EQ(run.result.skipped[k], k == 3 ? 1 : 0) << "step " << k;
+    EXPECT_EQ(run.result.loss_scale[k], k <= 3 ? 65536.0 : 32768.0) << "step " << k;
+  }
+}
+
 TEST(MpiSweep, FrozenParametersStayPutAndTheCurveEqualsOneProcess) {
   MPI_Comm world = MPI_COMM_WORLD;
   int rank = 0, size = 1;

@@ -130,5 +130,45 @@ TEST(GpuSweep, RestoresTheModelOnTheDevice) {
   }
 }
 
+
+// fp16 on the GPU: float16 autocast, float32 weights restored, and a forced overflow (the
+// loss of step 4 times 1e6, past float16's 65504 once the scale of 2^16 multiplies it)
+// skips that step's update and halves the scale.
+TEST(GpuSweep, Fp16OverflowSkipsTheStepAndHalvesTheScale) {
+  LRFIND_SKIP_WITHOUT_GPU();
+  const c10::Device device(c10::DeviceType::CUDA, 0);
+  const runtime::Dataset data = runtime::makeSynthetic(0);
+  auto loaded = runtime::loadModel("mlp", data, 10, 0, device);
+  std::vector<at::Tensor> before;
+  for (auto& p : loaded.model->parameters()) before.push_back(p.detach().clone());
+  auto optimizer = runtime::makeOptimizer(loaded.model->parameters(), runtime::OptimizerConfig{});
+  runtime::BatchPlan plan;
+  runtime::ShardedBatches batches(data, plan, device);
+  finder::SweepOptions options;
+  options.num_training = 10;
+  options.early_stop_threshold.reset();
+  options.precision = finder::Precision::kFp16;
+  int64_t step = 0;
+  finder::SweepContext ctx;
+  ctx.before_step = [&](int64_t k) { step = k; };
+  const auto ce = runtime::makeLoss("cross_entropy");
+  finder::LossFn loss = [&](const at::Tensor& out, const at::Tensor& y) {
+    EXPECT_EQ(out.scalar_type(), at::kHalf) << "the forward pass runs in float16";
+    const auto l = ce(out, y);
+    return step == 4 ? l * 1e6 : l;
+  };
+  const auto r = finder::runSweep(*loaded.model, *optimizer, batches, loss, options, ctx);
+  ASSERT_EQ(r.skipped.size(), 10u);
+  for (std::size_t k = 0; k < 10; ++k) {
+    EXPECT_EQ(r.skipped[k], k == 4 ? 1 : 0) << "step " << k;
+    EXPECT_EQ(r.loss_scale[k], k <= 4 ? 65536.0 : 32768.0) << "step " << k;
+  }
+  const auto after = loaded.model->parameters();
+  for (std::size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(after[i].scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::equal(after[i], before[i])) << "parameter " << i;
+  }
+}
+
 }  // namespace
 }  // namespace lrfind

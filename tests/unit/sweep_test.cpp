@@ -16,6 +16,7 @@
 #include <torch/optim.h>
 
 #include "common/error.h"
+#include "finder/precision.h"
 #include "finder/schedule.h"
 #include "finder/smoothing.h"
 #include "finder/suggest.h"
@@ -579,6 +580,71 @@ TEST(Sweep, Bf16KeepsFloat32WeightsAndStaysNearTheFp32Curve) {
     EXPECT_LT(worst, 1e-2);
     EXPECT_GT(worst, 0.0) << "autocast did not run in bfloat16";
   }
+}
+
+
+// Dynamic loss scaling, on the CPU in float32 (fp16 itself needs CUDA: gpu_test): a loss
+// that overflows once the scale multiplies it makes its step skip its update and halves
+// the scale; the other steps are those of an unscaled sweep bit for bit (the scale is a
+// power of two), and the model comes back as it was.
+TEST(Sweep, LossScalingSkipsAnOverflowingStepAndHalvesTheScale) {
+  auto run = [](bool scaling, std::vector<at::Tensor>* at_step) {
+    SweepTask t(/*batch_norm=*/false);
+    torch::optim::SGD opt(t.model->parameters(), torch::optim::SGDOptions(1e-4).momentum(0.9));
+    const Snapshot before(*t.model, opt);
+    finder::SweepOptions o;
+    o.min_lr = 1e-4;
+    o.max_lr = 1e-1;
+    o.num_training = 12;
+    o.early_stop_threshold.reset();
+    o.beta = 0;
+    o.dynamic_loss_scale = scaling;
+    int64_t step = 0;
+    finder::SweepContext ctx;
+    ctx.before_step = [&](int64_t k) {
+      step = k;
+      if (at_step != nullptr) at_step->push_back(t.model->parameters()[0].detach().clone());
+    };
+    // Step 5's loss times 2^16 overflows float32: every gradient becomes inf or NaN.
+    finder::LossFn loss = [&](const at::Tensor& out, const at::Tensor& y) {
+      const auto l = t.loss(out, y);
+      return step == 5 && scaling ? l * 1e36 : l;
+    };
+    auto batches = t.batches();
+    const auto r = finder::runSweep(*t.model, opt, batches, loss, o, ctx);
+    before.expectEqual(*t.model, opt);
+    return r;
+  };
+  std::vector<at::Tensor> params;
+  const auto scaled = run(true, &params);
+  const auto plain = run(false, nullptr);
+  ASSERT_EQ(scaled.stepsCompleted(), 12);
+  ASSERT_EQ(scaled.loss_scale.size(), 12u);
+  ASSERT_EQ(scaled.skipped.size(), 12u);
+  EXPECT_TRUE(plain.loss_scale.empty());
+  for (int64_t k = 0; k < 12; ++k) {
+    EXPECT_EQ(scaled.skipped[k], k == 5 ? 1 : 0) << "step " << k;
+    EXPECT_EQ(scaled.loss_scale[k], k <= 5 ? 65536.0 : 32768.0) << "step " << k;
+  }
+  EXPECT_TRUE(at::equal(params[6], params[5])) << "the skipped step moved the weights";
+  EXPECT_FALSE(at::equal(params[5], params[4]));
+  for (int64_t k = 0; k < 5; ++k) EXPECT_EQ(scaled.loss_raw[k], plain.loss_raw[k]) << "step " << k;
+  EXPECT_GT(scaled.loss_raw[5], 1e30) << "the recorded loss is the step's own, unscaled";
+}
+
+TEST(Sweep, LossScaleDoublesAfter2000FiniteStepsAndHalvesOnOverflow) {
+  finder::LossScaler s;
+  EXPECT_EQ(s.scale(), 65536.0);
+  for (int i = 0; i < 1999; ++i) s.update(true);
+  EXPECT_EQ(s.scale(), 65536.0);
+  s.update(true);
+  EXPECT_EQ(s.scale(), 131072.0);
+  s.update(false);
+  EXPECT_EQ(s.scale(), 65536.0);
+  for (int i = 0; i < 1999; ++i) s.update(true);
+  s.update(false);  // an overflow restarts the count
+  for (int i = 0; i < 1999; ++i) s.update(true);
+  EXPECT_EQ(s.scale(), 32768.0);
 }
 
 }  // namespace

@@ -68,8 +68,10 @@ struct Options {
   // Which loss is smoothed, stops the sweep and gives the suggestions: "train" or "val";
   // empty: "val" when val_data is given, else "train".
   std::string monitor;
-  // "fp32", or "bf16": forward and loss under autocast in bfloat16 (CPU or CUDA); the
-  // parameters, gradients and optimizer state stay float32.
+  // "fp32"; "bf16": forward and loss under autocast in bfloat16 (CPU or CUDA); "fp16"
+  // (CUDA only): in float16, with GradScaler's dynamic loss scaling (a step whose
+  // gradients are not finite is skipped). Parameters, gradients and optimizer state stay
+  // float32.
   std::string precision = "fp32";
 };
 
