@@ -109,41 +109,47 @@ TEST(GpuSweep, BatchesArriveOnTheDevice) {
   EXPECT_TRUE(at::equal(g.target.cpu(), c.target));
 }
 
+// The built-in MLP on GPU 0 with SGD and the synthetic set, and a copy of its weights.
+struct GpuMlp {
+  c10::Device device{c10::DeviceType::CUDA, 0};
+  runtime::Dataset data = runtime::makeSynthetic(0);
+  runtime::LoadedModel loaded = runtime::loadModel("mlp", data, 10, 0, device);
+  std::unique_ptr<torch::optim::Optimizer> optimizer =
+      runtime::makeOptimizer(loaded.model->parameters(), runtime::OptimizerConfig{});
+  runtime::ShardedBatches batches{data, runtime::BatchPlan{}, device};
+  std::vector<at::Tensor> before;
+
+  GpuMlp() {
+    for (auto& p : loaded.model->parameters()) before.push_back(p.detach().clone());
+  }
+  // The weights are float32 on the GPU and as they were before the sweep.
+  void expectRestored() {
+    const auto after = loaded.model->parameters();
+    for (std::size_t i = 0; i < before.size(); ++i) {
+      EXPECT_TRUE(after[i].is_cuda());
+      EXPECT_EQ(after[i].scalar_type(), at::kFloat);
+      EXPECT_TRUE(at::equal(after[i], before[i])) << "parameter " << i;
+    }
+  }
+};
+
 // The model is left as it was, on the GPU too.
 TEST(GpuSweep, RestoresTheModelOnTheDevice) {
   LRFIND_SKIP_WITHOUT_GPU();
-  const c10::Device device(c10::DeviceType::CUDA, 0);
-  const runtime::Dataset data = runtime::makeSynthetic(0);
-  auto loaded = runtime::loadModel("mlp", data, 10, 0, device);
-  std::vector<at::Tensor> before;
-  for (auto& p : loaded.model->parameters()) before.push_back(p.detach().clone());
-  auto optimizer = runtime::makeOptimizer(loaded.model->parameters(), runtime::OptimizerConfig{});
-  runtime::BatchPlan plan;
-  runtime::ShardedBatches batches(data, plan, device);
+  GpuMlp m;
   finder::SweepOptions options;
   options.num_training = 10;
-  finder::runSweep(*loaded.model, *optimizer, batches, runtime::makeLoss("cross_entropy"), options);
-  const auto after = loaded.model->parameters();
-  for (std::size_t i = 0; i < before.size(); ++i) {
-    EXPECT_TRUE(after[i].is_cuda());
-    EXPECT_TRUE(at::equal(after[i], before[i])) << "parameter " << i;
-  }
+  finder::runSweep(*m.loaded.model, *m.optimizer, m.batches, runtime::makeLoss("cross_entropy"), options);
+  m.expectRestored();
 }
 
-
-// fp16 on the GPU: float16 autocast, float32 weights restored, and a forced overflow (the
-// loss of step 4 times 1e6, past float16's 65504 once the scale of 2^16 multiplies it)
-// skips that step's update and halves the scale.
+// fp16 on the GPU: float16 autocast, float32 weights restored, and a forced overflow
+// skips that step's update and halves the scale. Step 4's loss times 1e3 (about 2300)
+// still fits float16 (65504), so the loss itself is finite; times the scale of 2^16 its
+// gradients do not.
 TEST(GpuSweep, Fp16OverflowSkipsTheStepAndHalvesTheScale) {
   LRFIND_SKIP_WITHOUT_GPU();
-  const c10::Device device(c10::DeviceType::CUDA, 0);
-  const runtime::Dataset data = runtime::makeSynthetic(0);
-  auto loaded = runtime::loadModel("mlp", data, 10, 0, device);
-  std::vector<at::Tensor> before;
-  for (auto& p : loaded.model->parameters()) before.push_back(p.detach().clone());
-  auto optimizer = runtime::makeOptimizer(loaded.model->parameters(), runtime::OptimizerConfig{});
-  runtime::BatchPlan plan;
-  runtime::ShardedBatches batches(data, plan, device);
+  GpuMlp m;
   finder::SweepOptions options;
   options.num_training = 10;
   options.early_stop_threshold.reset();
@@ -155,19 +161,15 @@ TEST(GpuSweep, Fp16OverflowSkipsTheStepAndHalvesTheScale) {
   finder::LossFn loss = [&](const at::Tensor& out, const at::Tensor& y) {
     EXPECT_EQ(out.scalar_type(), at::kHalf) << "the forward pass runs in float16";
     const auto l = ce(out, y);
-    return step == 4 ? l * 1e6 : l;
+    return step == 4 ? l * 1e3 : l;
   };
-  const auto r = finder::runSweep(*loaded.model, *optimizer, batches, loss, options, ctx);
+  const auto r = finder::runSweep(*m.loaded.model, *m.optimizer, m.batches, loss, options, ctx);
   ASSERT_EQ(r.skipped.size(), 10u);
   for (std::size_t k = 0; k < 10; ++k) {
     EXPECT_EQ(r.skipped[k], k == 4 ? 1 : 0) << "step " << k;
     EXPECT_EQ(r.loss_scale[k], k <= 4 ? 65536.0 : 32768.0) << "step " << k;
   }
-  const auto after = loaded.model->parameters();
-  for (std::size_t i = 0; i < before.size(); ++i) {
-    EXPECT_EQ(after[i].scalar_type(), at::kFloat);
-    EXPECT_TRUE(at::equal(after[i], before[i])) << "parameter " << i;
-  }
+  m.expectRestored();
 }
 
 }  // namespace
