@@ -62,7 +62,7 @@ class GridCli : public ::testing::Test {
 
 const char* const kAxesList =
     "optimizer, momentum, nesterov, weight-decay, betas, eps, batch-size, accumulate, min-lr, max-lr, "
-    "num-training, mode, beta, early-stop-threshold, seed, loss";
+    "num-training, mode, beta, early-stop-threshold, seed, loss, precision";
 
 using Axes = std::vector<runtime::GridAxis>;
 

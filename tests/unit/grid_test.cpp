@@ -19,7 +19,7 @@ const std::vector<std::string> kFlags = {"optimizer", "seed",    "batch-size", "
 
 const char* const kAxesList =
     "optimizer, momentum, nesterov, weight-decay, betas, eps, batch-size, accumulate, min-lr, max-lr, "
-    "num-training, mode, beta, early-stop-threshold, seed, loss";
+    "num-training, mode, beta, early-stop-threshold, seed, loss, precision";
 
 // The InputError message of `parse`, or "" when it does not throw one.
 template <typename F>
