@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -553,32 +554,48 @@ TEST(Sweep, ParamGroupsKeepTheirInitialRatioToTheFirstGroup) {
 // sample, 1% of a loss near 2.3 in the worst case. The mean over the batch averages the
 // roundings, so the measured gap is far smaller; the check is the worst case, 1e-2.
 TEST(Sweep, Bf16KeepsFloat32WeightsAndStaysNearTheFp32Curve) {
-  for (const bool batch_norm : {false, true}) {
-    auto run = [&](finder::Precision precision) {
-      SweepTask t(batch_norm);
-      torch::optim::Adam opt(t.model->parameters(), torch::optim::AdamOptions(1e-5));
-      const Snapshot before(*t.model, opt);
+  // An MLP, the same with BatchNorm, and a small CNN with BatchNorm2d (the 32 features as
+  // 2x4x4 images).
+  const std::vector<std::pair<std::string, std::function<torch::nn::Sequential()>>> nets = {
+      {"MLP", [] { return torch::nn::Sequential(torch::nn::Linear(32, 64), torch::nn::ReLU(), torch::nn::Linear(64, 10)); }},
+      {"BatchNorm MLP",
+       [] {
+         return torch::nn::Sequential(torch::nn::Linear(32, 64), torch::nn::BatchNorm1d(64), torch::nn::ReLU(),
+                                      torch::nn::Linear(64, 10));
+       }},
+      {"CNN", [] {
+         return torch::nn::Sequential(torch::nn::Unflatten(torch::nn::UnflattenOptions(1, {2, 4, 4})),
+                                      torch::nn::Conv2d(torch::nn::Conv2dOptions(2, 8, 3).padding(1)),
+                                      torch::nn::BatchNorm2d(8), torch::nn::ReLU(), torch::nn::Flatten(),
+                                      torch::nn::Linear(8 * 4 * 4, 10));
+       }}};
+  for (const auto& [name, make] : nets) {
+    auto run = [&, make = make](finder::Precision precision) {
+      torch::manual_seed(0);
+      auto net = make();
+      auto model = finder::makeModel(net);
+      torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(1e-5));
+      const Snapshot before(*model, opt);
       finder::SweepOptions o;
       o.min_lr = 1e-5;
       o.max_lr = 1e-2;
       o.num_training = 30;
       o.precision = precision;
-      auto batches = t.batches();
-      const auto r = finder::runSweep(*t.model, opt, batches, t.loss, o);
-      before.expectEqual(*t.model, opt);
-      for (const auto& p : t.model->parameters()) EXPECT_EQ(p.scalar_type(), at::kFloat);
+      testing::TensorBatches batches(testing::makeClassification(0), 32, /*shuffle=*/true);
+      const auto r = finder::runSweep(*model, opt, batches, testing::crossEntropy(), o);
+      before.expectEqual(*model, opt);
+      for (const auto& p : model->parameters()) EXPECT_EQ(p.scalar_type(), at::kFloat);
       return r.loss_raw;
     };
     const auto fp32 = run(finder::Precision::kFp32);
     const auto bf16 = run(finder::Precision::kBf16);
-    ASSERT_EQ(fp32.size(), 30u);
-    ASSERT_EQ(bf16.size(), 30u);
+    ASSERT_EQ(fp32.size(), 30u) << name;
+    ASSERT_EQ(bf16.size(), 30u) << name;
     double worst = 0;
     for (std::size_t k = 0; k < fp32.size(); ++k) worst = std::max(worst, std::abs(bf16[k] - fp32[k]) / fp32[k]);
-    std::printf("%s: bf16 vs fp32 over 30 steps, largest relative gap %.2g\n", batch_norm ? "BatchNorm MLP" : "MLP",
-                worst);
-    EXPECT_LT(worst, 1e-2);
-    EXPECT_GT(worst, 0.0) << "autocast did not run in bfloat16";
+    std::printf("%s: bf16 vs fp32 over 30 steps, largest relative gap %.2g\n", name.c_str(), worst);
+    EXPECT_LT(worst, 1e-2) << name;
+    EXPECT_GT(worst, 0.0) << name << ": autocast did not run in bfloat16";
   }
 }
 
