@@ -42,7 +42,7 @@ check "2: the report is in OUT" grep -q "no GPU: nothing verified" "$work/gpu_re
 PYTHON="$work/one_gpu" "$root/launch/gpu_check.sh" --prebuilt "$build" --steps 3 >"$work/3.txt" 2>&1
 rc=$?
 check "3: exits 1 (got $rc)" test "$rc" -eq 1
-check "3: gpu_test's skips are a FAIL" grep -q "^FAIL: gpu_test: 3 test(s) skipped although LibTorch sees 1 GPU(s)" \
+check "3: gpu_test's skips are a FAIL" grep -q "^FAIL: gpu_test: 4 test(s) skipped although LibTorch sees 1 GPU(s)" \
   "$work/3.txt"
 check "3: nccl_bandwidth's skip is a FAIL" grep -q "^FAIL: nccl_bandwidth: 1 test(s) skipped" "$work/3.txt"
 check "3: overall FAIL" grep -q "^overall: FAIL" "$work/3.txt"
