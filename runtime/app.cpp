@@ -173,7 +173,6 @@ struct Setup {
   LoadedModel loaded;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::vector<ParamGroupInfo> param_groups;  // the optimizer's groups
-  std::vector<double> lr_multipliers;        // each group's multiple of the scheduled lr
   std::unique_ptr<ShardedBatches> batches;
   // Validation mode: --val-data's rows of this rank (--val-fraction's are in `data`), and
   // this rank's share of the held-out rows; nullptr without validation.
@@ -429,12 +428,10 @@ void makeGroupedOptimizer(const RunConfig& c, Setup& s) {
   }
   std::vector<OptimizerGroup> optimizer_groups;
   s.param_groups.clear();
-  s.lr_multipliers.clear();
   for (auto& g : groups) {
     const bool own_decay = g.info.weight_decay != weightDecay(c.optimizer);
     optimizer_groups.push_back({std::move(g.params), c.sweep.min_lr * g.info.multiplier,
                                 own_decay ? std::optional<double>(g.info.weight_decay) : std::nullopt});
-    s.lr_multipliers.push_back(g.info.multiplier);
     s.param_groups.push_back(std::move(g.info));
   }
   s.optimizer = makeOptimizer(optimizer_groups, c.optimizer);
@@ -523,7 +520,7 @@ finder::SweepResult sweep(const RunConfig& c, const Team& team, Setup& s, finder
   };
   context.check_consistency = c.check_consistency;
   context.validation = s.validation.get();
-  context.lr_multipliers = s.lr_multipliers;
+  for (const auto& g : s.param_groups) context.lr_multipliers.push_back(g.multiplier);
   context.before_step = std::move(before_step);
   context.interrupted = std::move(interrupted);
   context.option_name = flagName;
